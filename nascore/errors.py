@@ -1,0 +1,80 @@
+"""Every error a user can cause is a NascoreError: one clear sentence naming where, what was found, what was expected.
+
+The CLI prints ``str(err)`` and exits non-zero; nothing else is caught there, so a bare traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class NascoreError(Exception):
+    """Base class of all errors caused by user input (files, graphs, spaces, plugins, arguments)."""
+
+    def __init__(self, message: str, *, where: str | None = None):
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else message)
+
+    def located(self, where: str) -> "NascoreError":
+        """Return the same error with an outer location prefixed (file, then node...)."""
+        err = type(self).__new__(type(self))
+        err.__dict__.update(self.__dict__)
+        inner = str(self)
+        err.where = where if self.where is None else f"{where}: {self.where}"
+        Exception.__init__(err, f"{where}: {inner}")
+        return err
+
+
+class PluginError(NascoreError):
+    """A plugin failed to import, raised in a hook, or returned something that is not what the hook expects."""
+
+
+class DuplicateBlockError(PluginError):
+    """Two plugins register the same block name and the user has not said which wins."""
+
+
+class BlockNotFoundError(NascoreError):
+    """A graph names a block no plugin provides."""
+
+
+class ParamError(NascoreError):
+    """A block parameter is unknown, missing, of the wrong type or out of range."""
+
+
+class DocumentError(NascoreError):
+    """A YAML document is not readable or not of the expected structure."""
+
+
+class GraphError(NascoreError):
+    """The graph's structure is wrong: cycle, dangling or unreachable node, wrong arity, unknown reference."""
+
+
+class ShapeError(NascoreError):
+    """Shapes do not fit: a node receives inputs it cannot take."""
+
+
+class SearchSpaceError(NascoreError):
+    """A search-space document is malformed."""
+
+
+class DataError(NascoreError):
+    """A data set is missing or malformed."""
+
+
+class RunError(NascoreError):
+    """A run directory is missing, corrupt, or used in a way it cannot be."""
+
+
+class ExportError(NascoreError):
+    """An export failed or an exported model is incomplete or tampered with."""
+
+
+class ChecksumError(ExportError):
+    """A file does not match the checksum recorded for it."""
+
+
+def suggest(name: str, known: Iterable[str]) -> str:
+    """A ' (did you mean ...?)' hint with the closest known names, or ''."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""

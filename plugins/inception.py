@@ -1,0 +1,7 @@
+"""(being written)"""
+from nascore import hookimpl
+
+
+@hookimpl
+def nascore_blocks():
+    return []
