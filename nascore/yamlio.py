@@ -1,0 +1,73 @@
+"""Safe YAML reading and atomic writing, shared by graphs, search spaces and run files.
+
+Only ``yaml.safe_load`` (C loader when available) ever parses user files; errors name the file, line and column.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nascore.errors import DocumentError, NascoreError
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+MAX_BYTES = 16 << 20
+
+
+def read_yaml(path: str | Path, error: type[NascoreError] = DocumentError) -> Any:
+    """Parse a YAML file safely; a missing, unreadable, non-UTF-8 or malformed file is a clear error."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise error("file not found", where=str(path)) from None
+    except IsADirectoryError:
+        raise error("is a directory, expected a YAML file", where=str(path)) from None
+    except OSError as exc:
+        raise error(f"cannot read: {exc.strerror}", where=str(path)) from None
+    if len(raw) > MAX_BYTES:
+        raise error(f"is {len(raw)} bytes, expected at most {MAX_BYTES}", where=str(path))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"is not UTF-8 text (byte {exc.start})", where=str(path)) from None
+    return parse_yaml(text, str(path), error)
+
+
+def parse_yaml(text: str, source: str = "<string>", error: type[NascoreError] = DocumentError) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - the safe loader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise error(f"invalid YAML: {exc.problem}", where=where) from None
+    except yaml.YAMLError as exc:
+        raise error(f"invalid YAML: {exc}", where=source) from None
+    except RecursionError:
+        raise error("invalid YAML: nested too deeply", where=source) from None
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=120,
+                     allow_unicode=True)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, fsync, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
