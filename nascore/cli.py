@@ -152,5 +152,107 @@ def graph_render(file: str, out: str) -> None:
     click.echo(f"wrote {path}")
 
 
+# -- search ---------------------------------------------------------------------------------------------------------
+
+
+@main.command("search")
+@click.argument("space", required=False, type=click.Path(dir_okay=False))
+@click.option("--resume", "resume", type=click.Path(file_okay=False), help="Continue the search in RUN_DIR.")
+@click.option("--runs", "runs_root", default="runs", show_default=True, type=click.Path(file_okay=False),
+              help="Where new run directories are made.")
+@click.option("--strategy", help="Search strategy (`nascore strategies`); default: the space's, else tpe.")
+@click.option("--trials", type=click.IntRange(min=1), help="Architectures to train.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs per trial.")
+@click.option("--workers", type=click.IntRange(min=1), help="Concurrent trials.")
+@click.option("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), help="CPUs per trial.")
+@click.option("--gpus-per-trial", type=click.FloatRange(min=0), help="GPUs per trial (fractions allowed).")
+@click.option("--address", help="Join a running Ray cluster (e.g. auto or HOST:PORT) instead of a local one.")
+@click.option("--data", help="Data set name (`nascore datasets`); default: the space's, else digits.")
+@click.option("--data-root", type=click.Path(), help="Where the data set lives (cifar10, imagefolder...).")
+@click.option("--objective", "objectives", multiple=True,
+              type=click.Choice(["val_acc", "test_acc", "params", "macs", "latency_ms"]),
+              help="Objective (repeat for multi-objective, e.g. --objective val_acc --objective params).")
+@click.option("--max-params", type=float, help="Hard constraint: never train a larger network.")
+@click.option("--max-macs", type=float, help="Hard constraint on MACs.")
+@click.option("--max-latency-ms", type=float, help="Hard constraint on measured latency (batch 1).")
+@click.option("--pruner", type=click.Choice(["hyperband", "asha", "median", "none"]), help="Early stopping.")
+@click.option("--storage", help="Optuna storage URL (default sqlite in the run dir; journal:PATH; postgresql://...).")
+@click.option("--seed", type=int, help="Base seed (trial n trains with seed + n).")
+@click.option("--export", "export_dir", type=click.Path(file_okay=False),
+              help="When done, export the best model to this directory.")
+@_fail_cleanly
+def search_command(space, resume, runs_root, strategy, trials, epochs, workers, cpus_per_trial, gpus_per_trial,
+                   address, data, data_root, objectives, max_params, max_macs, max_latency_ms, pruner, storage,
+                   seed, export_dir) -> None:
+    """Search the architectures of SPACE (a search-space YAML) on local Ray, or a cluster with --address."""
+    from nascore.errors import NascoreError
+    from nascore.runner import search
+
+    if (space is None) == (resume is None):
+        raise NascoreError("give exactly one of SPACE or --resume RUN_DIR")
+    constraints = {k: v for k, v in (("max_params", max_params), ("max_macs", max_macs),
+                                     ("max_latency_ms", max_latency_ms)) if v is not None}
+    overrides = dict(strategy=strategy, trials=trials, epochs=epochs, workers=workers, cpus_per_trial=cpus_per_trial,
+                     gpus_per_trial=gpus_per_trial, address=address, data=data, data_root=data_root,
+                     objectives=list(objectives) or None, constraints=constraints or None, pruner=pruner,
+                     storage=storage, seed=seed)
+    try:
+        run = search(space, resume=resume, runs_root=runs_root, **overrides)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    click.echo(f"run directory: {run}")
+    if export_dir:
+        from nascore.export import export
+
+        out = export(run, export_dir)
+        click.echo(f"exported the best model to {out}")
+
+
+@main.command("strategies")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_fail_cleanly
+def strategies_command(as_json: bool) -> None:
+    """List the search strategies and the plugins that provide them."""
+    from nascore.strategies import STRATEGIES
+
+    rows = [{"name": n, "plugin": STRATEGIES.owner(n), "doc": s.doc, "multi_objective": s.multi_objective}
+            for n, s in STRATEGIES.items()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        multi = "single/multi-objective" if r["multi_objective"] else "single-objective"
+        click.echo(f"{r['name']}  [{r['plugin']}]  {multi}\n    {r['doc']}")
+
+
+@main.command("datasets")
+@_fail_cleanly
+def datasets_command() -> None:
+    """List the data sets and their parameters."""
+    from nascore.data import DATASETS
+
+    for name, spec in DATASETS.items():
+        click.echo(f"{name}  [{DATASETS.owner(name)}]\n    {spec.summary if hasattr(spec, 'summary') else spec.doc}")
+        for p in spec.params:
+            click.echo(f"    - {p.name}: {p.describe()}, default {p.default!r}  {p.doc}")
+
+
+@main.group("runs")
+def runs_group() -> None:
+    """Inspect search runs."""
+
+
+@runs_group.command("show")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: state, counts, trials, best or Pareto set.")
+@_fail_cleanly
+def runs_show(run_dir: str, as_json: bool) -> None:
+    """Show RUN_DIR's trials, their states and metrics, and the best graph or the Pareto set."""
+    from nascore.runs import describe_run, format_run
+
+    report = describe_run(run_dir)
+    click.echo(json.dumps(report, indent=2, default=str) if as_json else format_run(report))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

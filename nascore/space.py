@@ -321,6 +321,8 @@ class SearchSpace:
         graph_doc = doc.get("graph")
         if isinstance(graph_doc, Mapping) and set(graph_doc) == {"file"}:
             graph_doc = self._read_base(graph_doc["file"])
+        # The self-contained document (base graph file inlined): what a run directory keeps.
+        self.document = {**doc, "graph": graph_doc}
         if not isinstance(graph_doc, Mapping):
             raise SearchSpaceError("'graph' must be a graph document (name, input, nodes, outputs) or {file: PATH}")
         unknown = [k for k in graph_doc if k not in TOP_KEYS]
