@@ -51,7 +51,13 @@ DARTS_OPS = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "ma
 
 
 class Expr:
-    """One searchable value; ``sample`` makes the ``suggest_*`` calls, ``grid`` lists finite values."""
+    """One searchable value; ``sample`` makes the ``suggest_*`` calls, ``grid`` lists finite values.
+
+    An expression given a ``name`` is shared: every place that uses the name gets the same value in a trial
+    (one genotype for all normal cells, one kernel for all stages).
+    """
+
+    shared_name: str | None = None
 
     def sample(self, trial: Any, name: str) -> Any:
         raise NotImplementedError
@@ -154,6 +160,15 @@ class Genotype(Expr):
         return f"{self.kind} genotype over {', '.join(self.ops)}"
 
 
+def _named(expr: Expr, name: Any, where: str) -> Expr:
+    if name is None:
+        return expr
+    if not isinstance(name, str) or not name:
+        raise SearchSpaceError(f"name must be a non-empty string, got {name!r:.40}", where=where)
+    object.__setattr__(expr, "shared_name", name)
+    return expr
+
+
 def parse_expr(value: Any, where: str) -> Any:
     """A plain value stays itself; ``{choice|int|float|genotype: ...}`` becomes an Expr; anything else is an error."""
     if not isinstance(value, Mapping):
@@ -168,7 +183,11 @@ def parse_expr(value: Any, where: str) -> Any:
                                where=where)
     kind = kinds[0]
     allowed = {"choice": {"choice"}, "int": {"int", "step", "log"}, "float": {"float", "step", "log"},
-               "genotype": {"genotype", "ops", "nodes"}}[kind]
+               "genotype": {"genotype", "ops", "nodes"}}[kind] | {"name"}
+    return _named(_parse_body(value, kind, allowed, where), value.get("name"), where)
+
+
+def _parse_body(value: Mapping[str, Any], kind: str, allowed: set[str], where: str) -> Expr:
     extra = set(value) - allowed
     if extra:
         raise SearchSpaceError(f"unknown option {sorted(map(str, extra))[0]!r} for {kind}; expected "
@@ -260,7 +279,7 @@ class NodeTemplate:
             exprs += [(f"{self.name}/{b}/{k}", v) for b, own in self.options.items() for k, v in own.items()]
         for name, value in exprs:
             if isinstance(value, Expr):
-                part = value.grid(name)
+                part = _grid(value, name)
                 if part is None:
                     return None
                 grid.update(part)
@@ -268,7 +287,13 @@ class NodeTemplate:
 
 
 def _sample(value: Any, trial: Any, name: str) -> Any:
-    return value.sample(trial, name) if isinstance(value, Expr) else value
+    if not isinstance(value, Expr):
+        return value
+    return value.sample(trial, value.shared_name or name)
+
+
+def _grid(value: Any, name: str) -> dict[str, list[Any]] | None:
+    return value.grid(value.shared_name or name)
 
 
 # -- the space ------------------------------------------------------------------------------------------------------
@@ -452,7 +477,7 @@ class SearchSpace:
             grid.update(part)
         for key, value in self.scale.items():
             if isinstance(value, Expr):
-                part = value.grid(f"scale/{key}")
+                part = _grid(value, f"scale/{key}")
                 if part is None:
                     return None
                 grid.update(part)
@@ -460,28 +485,35 @@ class SearchSpace:
             for key in ("alpha", "beta"):
                 value = getattr(self.compound, key)
                 if isinstance(value, Expr):
-                    part = value.grid(f"compound/{key}")
+                    part = _grid(value, f"compound/{key}")
                     if part is None:
                         return None
                     grid.update(part)
         return grid
 
     def describe(self) -> list[tuple[str, str]]:
-        """(parameter path, domain) for every searchable value, in sampling order."""
-        rows: list[tuple[str, str]] = []
+        """(parameter name, domain) for every searchable value, in sampling order; shared names once."""
+        rows: dict[str, str] = {}
+
+        def add(path: str, value: Any) -> None:
+            if isinstance(value, Expr):
+                rows.setdefault(value.shared_name or path, value.describe())
+
         for node in self.nodes:
             if node.block is None:
-                rows.append((f"{node.name}/block", "choice of " + ", ".join(node.options)))
-            if isinstance(node.repeat, Expr):
-                rows.append((f"{node.name}/repeat", node.repeat.describe()))
-            rows += [(f"{node.name}/{k}", v.describe()) for k, v in node.params.items() if isinstance(v, Expr)]
-            rows += [(f"{node.name}/{b}/{k}", v.describe()) for b, own in node.options.items()
-                     for k, v in own.items() if isinstance(v, Expr)]
-        rows += [(f"scale/{k}", v.describe()) for k, v in self.scale.items() if isinstance(v, Expr)]
+                rows[f"{node.name}/block"] = "choice of " + ", ".join(node.options)
+            add(f"{node.name}/repeat", node.repeat)
+            for k, v in node.params.items():
+                add(f"{node.name}/{k}", v)
+            for b, own in node.options.items():
+                for k, v in own.items():
+                    add(f"{node.name}/{b}/{k}", v)
+        for k, v in self.scale.items():
+            add(f"scale/{k}", v)
         if self.compound is not None:
-            rows += [(f"compound/{k}", getattr(self.compound, k).describe()) for k in ("alpha", "beta")
-                     if isinstance(getattr(self.compound, k), Expr)]
-        return rows
+            add("compound/alpha", self.compound.alpha)
+            add("compound/beta", self.compound.beta)
+        return list(rows.items())
 
 
 __all__ = ["SearchSpace", "Choice", "IntRange", "FloatRange", "Genotype", "parse_expr"]
