@@ -34,7 +34,7 @@ def nascore_blocks():
 
 @hookspec
 def nascore_strategies():
-    """Return the search strategies this plugin provides, as a sequence of :class:`nascore.search.StrategySpec`.
+    """Return the search strategies this plugin provides, as a sequence of :class:`nascore.strategies.StrategySpec`.
 
     Collected, unique names, like blocks.
     """

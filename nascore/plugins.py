@@ -159,8 +159,9 @@ class Registry(Generic[T]):
     unless ``prefer`` (or ``NASCORE_PREFER=name=plugin,...``) says which plugin wins.
     """
 
-    def __init__(self, kind: str, hook: str, item_type: type, error: type[NascoreError]):
+    def __init__(self, kind: str, hook: str, item_type: type, error: type[NascoreError], plural: str | None = None):
         self.kind = kind
+        self.plural = plural or f"{kind}s"
         self.hook = hook
         self.item_type = item_type
         self.error = error
@@ -241,7 +242,7 @@ class Registry(Generic[T]):
                 f"NASCORE_PREFER={name}={plugins[0]} (or Registry.set_preference)")
         known = list(loaded.items) + list(loaded.aliases)
         raise self.error(f"unknown {self.kind} {name!r}{suggest(name, known)}; "
-                         f"`nascore {self.kind}s` lists the {len(loaded.items)} known")
+                         f"`nascore {self.plural}` lists the {len(loaded.items)} known")
 
     def __contains__(self, name: str) -> bool:
         loaded = self._load()

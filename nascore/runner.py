@@ -395,7 +395,7 @@ class Search:
         """An architecture trained before: take its values instead of training it again."""
         import optuna
 
-        source = self.study.trials[owner]
+        source = self.study.get_trials(deepcopy=False)[owner]
         trial.set_user_attr("kind", "duplicate")
         trial.set_user_attr("duplicate_of", owner)
         values = source.values
@@ -504,6 +504,9 @@ def search(space: str | Path | None = None, *, resume: str | Path | None = None,
     if space is None:
         raise RunError("give a search space file, or --resume RUN_DIR")
     space_obj = SearchSpace.load(space)
-    config = SearchConfig.merge(space_obj.settings, overrides, where=f"{space}: search")
+    settings = dict(space_obj.settings)
+    if overrides.get("strategy") not in (None, settings.get("strategy")) and overrides.get("strategy_options") is None:
+        settings.pop("strategy_options", None)   # the space's options belong to the strategy it names
+    config = SearchConfig.merge(settings, overrides, where=f"{space}: search")
     run = RunDir.create(runs_root, space_obj.name, space_obj, config)
     return Search(run, space_obj, config, progress).run()
