@@ -152,6 +152,39 @@ def graph_render(file: str, out: str) -> None:
     click.echo(f"wrote {path}")
 
 
+@graph_group.command("scale")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Where to write the scaled graph.")
+@click.option("--width", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Channel multiplier (multiples of 8, never below 90%).")
+@click.option("--depth", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Repeat multiplier (rounded up).")
+@click.option("--resolution", type=click.IntRange(min=1), help="New input side.")
+@click.option("--compound", metavar="ALPHA,BETA,GAMMA",
+              help="EfficientNet coefficients (from a compound search): depth alpha^phi, width beta^phi, "
+                   "resolution gamma^phi.")
+@click.option("--phi", type=float, default=1.0, show_default=True, help="Compound exponent.")
+@_fail_cleanly
+def graph_scale(file, out, width, depth, resolution, compound, phi) -> None:
+    """Write FILE scaled in width, depth and resolution (EfficientNet's rules) to OUT."""
+    from nascore.graph import Graph
+
+    graph = Graph.load(file)
+    if compound:
+        try:
+            alpha, beta, gamma = (float(v) for v in compound.split(","))
+        except ValueError:
+            raise click.BadParameter(f"got {compound!r}, expected three numbers like 1.2,1.1,1.15",
+                                     param_hint="--compound") from None
+        depth, width = depth * alpha ** phi, width * beta ** phi
+        resolution = resolution or round(graph.input_shape[1] * gamma ** phi)
+    scaled = graph.scale(width=width, depth=depth, resolution=resolution)
+    scaled.save(out)
+    a = scaled.analyse()
+    click.echo(f"wrote {out}: {a.params:,} params, {a.macs / 1e9:.3f} GMACs, input "
+               f"{'x'.join(map(str, scaled.input_shape))}")
+
+
 # -- search ---------------------------------------------------------------------------------------------------------
 
 
