@@ -30,6 +30,7 @@ class SearchConfig:
     trials: int = 20
     epochs: int = 5
     train: dict[str, Any] = field(default_factory=dict)
+    evaluator: str = "train"
     constraints: dict[str, float] = field(default_factory=dict)
     pruner: str = "hyperband"
     workers: int = 1

@@ -49,6 +49,15 @@ def nascore_datasets():
 
 
 @hookspec
+def nascore_evaluators():
+    """Return the trial evaluators this plugin provides, as a sequence of :class:`nascore.evaluators.EvaluatorSpec`.
+
+    An evaluator turns a built model and a data set into per-epoch metrics (``val_acc`` at least); the built-in
+    ``train`` evaluator trains from scratch. Collected, unique names, like blocks.
+    """
+
+
+@hookspec
 def nascore_exporters():
     """Return the export formats this plugin provides, as a sequence of :class:`nascore.export.ExporterSpec`.
 

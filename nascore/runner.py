@@ -142,10 +142,9 @@ class Search:
                                                  max_restarts=0)
         threads = max(1, math.ceil(config.cpus_per_trial))
         device = "cuda" if config.gpus_per_trial > 0 else "cpu"
-        self.slots = [_Slot(remote.remote(config.data, config.data_root, dict(config.data_params), threads, device))
-                      for _ in range(config.workers)]
-        self._remote = lambda: remote.remote(config.data, config.data_root, dict(config.data_params), threads,
-                                             device)
+        args = (config.data, config.data_root, dict(config.data_params), threads, device, config.evaluator)
+        self._remote = lambda: remote.remote(*args)
+        self.slots = [_Slot(self._remote()) for _ in range(config.workers)]
 
     # the loop ------------------------------------------------------------------------------------------------------
 
@@ -154,6 +153,9 @@ class Search:
 
         from nascore.data import load_dataset
 
+        from nascore.evaluators import EVALUATORS
+
+        EVALUATORS.get(self.config.evaluator)   # an unknown evaluator fails here, not in every worker
         splits = load_dataset(self.config.data, self.config.data_root, **self.config.data_params)
         self.splits_meta = (tuple(splits.input_shape), splits.num_classes)
         del splits

@@ -32,7 +32,7 @@ class TrialWorker:
     """Holds one data set and at most one trial's training state at a time."""
 
     def __init__(self, data: str, data_root: str | None, data_params: dict[str, Any], threads: int | None = None,
-                 device: str = "auto"):
+                 device: str = "auto", evaluator: str = "train"):
         from nascore.data import load_dataset
         from nascore.train import pick_device
 
@@ -40,6 +40,7 @@ class TrialWorker:
             torch.set_num_threads(max(1, int(threads)))
         self.splits = load_dataset(data, data_root, **data_params)
         self.device = pick_device(device)
+        self.evaluator = evaluator
         self.trainer = None
         self.started = 0.0
 
@@ -50,7 +51,8 @@ class TrialWorker:
               ) -> dict[str, Any]:
         """Build the model and measure its latency; returns ``rejected`` when it breaks the latency limit."""
         from nascore.document import graph_from_dict
-        from nascore.train import Trainer, TrainConfig, measure_latency
+        from nascore.evaluators import make_evaluator
+        from nascore.train import TrainConfig, measure_latency
 
         self.trainer = None
         self.started = time.perf_counter()
@@ -66,7 +68,8 @@ class TrialWorker:
         if max_latency_ms is not None and latency > max_latency_ms:
             info["rejected"] = f"latency {latency:.2f} ms > max_latency_ms {max_latency_ms}"
             return info
-        self.trainer = Trainer(model, self.splits, TrainConfig.from_dict(train, "train"), self.device)
+        self.trainer = make_evaluator(self.evaluator, model, self.splits, TrainConfig.from_dict(train, "train"),
+                                      self.device)
         return info
 
     def epoch(self) -> dict[str, Any]:

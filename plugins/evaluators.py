@@ -1,0 +1,18 @@
+"""The built-in trial evaluator: train from scratch with nascore's trainer (the same one ``nascore train`` uses)."""
+
+from __future__ import annotations
+
+from nascore import hookimpl
+from nascore.evaluators import EvaluatorSpec
+
+
+def _train(model, splits, config, device):
+    from nascore.train import Trainer
+
+    return Trainer(model, splits, config, device)
+
+
+@hookimpl
+def nascore_evaluators():
+    return [EvaluatorSpec("train", _train, "Train the candidate from scratch: SGD/AdamW, warm-up + cosine, label "
+                          "smoothing, scheduled drop-path, AMP and channels-last on CUDA.")]
