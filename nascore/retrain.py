@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import torch
 
+from nascore.atomic import atomic_write
 from nascore.errors import RunError
 from nascore.graph import Graph
 
@@ -31,24 +31,6 @@ CHECKPOINT = "checkpoint.pt"
 FORMAT = 1
 # settings that may differ on resume without changing the result (where and how fast it runs)
 _RESUME_FREE = ("device", "threads")
-
-
-def _atomic_bytes(path: Path, write: Callable[[Any], None]) -> None:
-    """``write(fh)`` into a temporary file beside ``path``, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)  # as a plain open() would: mkstemp's 0600 hides results from others
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _load_graph(graph_or_path: Graph | str | Path) -> Graph:
@@ -113,7 +95,7 @@ def _model_of(trainer: Any) -> torch.nn.Module:
 
 def _write_text(path: Path, text: str) -> None:
     data = text.encode("utf-8")
-    _atomic_bytes(path, lambda fh: fh.write(data))
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
@@ -212,7 +194,7 @@ def train_graph(graph_or_path: Graph | str | Path, out_dir: str | Path, data: st
     def save_checkpoint() -> None:
         ckpt = trainer.state_dict()
         ckpt["nascore"] = meta
-        _atomic_bytes(ckpt_path, lambda fh: torch.save(ckpt, fh))
+        atomic_write(ckpt_path, lambda fh: torch.save(ckpt, fh))
 
     while trainer.epoch < config.epochs:
         record = trainer.train_epoch()
@@ -229,7 +211,7 @@ def train_graph(graph_or_path: Graph | str | Path, out_dir: str | Path, data: st
     weights_path = out / "model.safetensors"
     weights = {k: v.detach().to("cpu").contiguous() for k, v in _model_of(trainer).state_dict().items()}
     blob = st_save(weights, metadata={"graph_hash": digest, "graph_name": graph.name})
-    _atomic_bytes(weights_path, lambda fh: fh.write(blob))
+    atomic_write(weights_path, lambda fh: fh.write(blob))
     metrics = {
         "graph": graph.name, "graph_hash": digest, "data": data, "params": analysis.params, "macs": analysis.macs,
         "test_acc": trainer.evaluate("test"), "val_acc": float(last["val_acc"]),

@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nascore.atomic import atomic_write_bytes, atomic_write_text
 from nascore.config import SearchConfig
 from nascore.errors import RunError
 from nascore.space import SearchSpace
-from nascore.yamlio import atomic_write_text, dump_yaml, read_yaml
+from nascore.yamlio import dump_yaml, read_yaml
 
 
 class RunDir:
@@ -131,17 +132,7 @@ class RunDir:
         return self.path / "trials" / f"{number:05d}"
 
     def write_atomic_bytes(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, data)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.path / "summary.json", json.dumps(summary, indent=2, default=str))

@@ -395,7 +395,6 @@ class Search:
 
     def _copy_result(self, trial, owner: int) -> bool:
         """An architecture trained before: take its values instead of training it again."""
-        import optuna
 
         source = self.study.get_trials(deepcopy=False)[owner]
         trial.set_user_attr("kind", "duplicate")

@@ -5,13 +5,12 @@ Only ``yaml.safe_load`` (C loader when available) ever parses user files; errors
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from nascore.atomic import atomic_write_text  # noqa: F401 - re-exported: documents are written atomically
 from nascore.errors import DocumentError, NascoreError
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -55,19 +54,3 @@ def parse_yaml(text: str, source: str = "<string>", error: type[NascoreError] = 
 def dump_yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=120,
                      allow_unicode=True)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nascore import LIST, MANY, Arity, BlockSpec, Param, hookimpl
+from nascore import MANY, Arity, BlockSpec, Param, hookimpl
 from nascore.costs import Tally, same_shapes, same_spatial
 from nascore.errors import ShapeError
 from nascore.layers import ConvNormAct, SqueezeExcite, act_params, channel_shuffle, make_act, make_divisible, make_norm
