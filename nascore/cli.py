@@ -241,6 +241,74 @@ def search_command(space, resume, runs_root, strategy, trials, epochs, workers, 
         click.echo(f"exported the best model to {out}")
 
 
+def _settings(pairs: tuple[str, ...], option: str) -> dict[str, Any]:
+    """``key=value`` pairs; values read as YAML scalars (``lr=0.1``, ``optimizer=adamw``, ``augment=true``)."""
+    import yaml
+
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"got {pair!r}, expected KEY=VALUE", param_hint=option)
+        settings[key.strip()] = yaml.safe_load(value)
+    return settings
+
+
+def _graph_source(path: str) -> tuple[str, dict[str, Any]]:
+    """A graph file, a folder with graph.yaml, or a run directory (its best graph, and its data settings)."""
+    from pathlib import Path
+
+    from nascore.rundir import RunDir
+
+    p = Path(path)
+    if p.is_dir() and (p / "config.yaml").is_file():
+        run = RunDir.open(p)
+        config = run.config()
+        best = run.summary().get("best") or run.summary().get("pareto") or []
+        if not best:
+            raise NascoreError("has no finished trial to take a graph from", where=str(p))
+        return best[0]["graph"], {"data": config.data, "data_root": config.data_root,
+                                  "data_params": config.data_params, "train": dict(config.train)}
+    return path, {}
+
+
+@main.command("train")
+@click.argument("graph", type=click.Path(exists=False))
+@click.option("-o", "--out", type=click.Path(file_okay=False), help="Output folder (default: train-<graph name>).")
+@click.option("--data", help="Data set (default: the run's, else digits).")
+@click.option("--data-root", type=click.Path(), help="Where the data set lives.")
+@click.option("--data-param", "data_params", multiple=True, metavar="KEY=VALUE", help="Data set parameter.")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="Training epochs.")
+@click.option("--set", "train_settings", multiple=True, metavar="KEY=VALUE",
+              help="Training setting (lr, batch_size, optimizer, weight_decay, label_smoothing, drop_path, ...).")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--no-resume", is_flag=True, help="Start afresh even if OUT holds a checkpoint.")
+@click.option("--export", "export_dir", type=click.Path(file_okay=False), help="Export the trained model here.")
+@_fail_cleanly
+def train_command(graph, out, data, data_root, data_params, epochs, train_settings, device, no_resume,
+                  export_dir) -> None:
+    """Train GRAPH (a graph YAML, or a run directory's best) from scratch at full budget; resumable."""
+    from pathlib import Path
+
+    from nascore.graph import Graph
+    from nascore.retrain import train_graph
+
+    graph_path, inherited = _graph_source(graph)
+    name = Graph.load(graph_path).name
+    out = out or f"train-{name}"
+    train = {**inherited.get("train", {}), **_settings(train_settings, "--set")}
+    params = {**inherited.get("data_params", {}), **_settings(data_params, "--data-param")}
+    metrics = train_graph(graph_path, out, data=data or inherited.get("data", "digits"),
+                          data_root=data_root or inherited.get("data_root"), data_params=params, epochs=epochs,
+                          train=train, resume=not no_resume, device=device, progress=click.echo)
+    click.echo(f"test_acc {metrics['test_acc']:.4f}, best val_acc {metrics['best_val_acc']:.4f}; "
+               f"results in {Path(out).resolve()}")
+    if export_dir:
+        from nascore.export import export
+
+        click.echo(f"exported to {export(out, export_dir)}")
+
+
 @main.command("strategies")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_fail_cleanly
@@ -285,6 +353,19 @@ def runs_show(run_dir: str, as_json: bool) -> None:
 
     report = describe_run(run_dir)
     click.echo(json.dumps(report, indent=2, default=str) if as_json else format_run(report))
+
+
+@runs_group.command("plot")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--out", type=click.Path(file_okay=False), help="Folder for the PNGs (default RUN_DIR/plots).")
+@_fail_cleanly
+def runs_plot(run_dir: str, out: str | None) -> None:
+    """Plot RUN_DIR's search history (best so far against trials and time) and, for several objectives, the
+    Pareto front, as PNG files."""
+    from nascore.plots import plot_run
+
+    for path in plot_run(run_dir, out):
+        click.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover
