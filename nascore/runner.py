@@ -68,7 +68,7 @@ class Search:
         self.waiting: dict[str, list[Any]] = {}    # hash -> duplicate trials waiting for that trial's result
         self.pending: dict[str, int] = {}          # hash -> trial number in flight
         self.splits_meta: tuple[tuple[int, ...], int] | None = None
-        self._stop_requested = False
+        self._published: list[int] = []
 
     # set-up --------------------------------------------------------------------------------------------------------
 
@@ -273,7 +273,8 @@ class Search:
         slot.trial, slot.stage, slot.epoch, slot.history = trial, "start", 0, []
         slot.info = {"params": analysis.params, "macs": analysis.macs, "hash": digest}
         slot.started = time.perf_counter()
-        slot.future = slot.actor.start.remote(graph_doc, train, limits.get("max_latency_ms"))
+        slot.future = slot.actor.start.remote(graph_doc, train, limits.get("max_latency_ms"),
+                                              "latency_ms" in self.config.objectives)
         return True
 
     def _check_data_fit(self, graph) -> None:
@@ -434,9 +435,10 @@ class Search:
         return [t for t in self.study.best_trials if t.user_attrs.get("kind") == "trained"]
 
     def _publish(self) -> None:
-        best = self._best_trials()
-        if best:
-            self.run_dir.publish("best" if len(self.config.objectives) == 1 else "pareto", [t.number for t in best])
+        numbers = [t.number for t in self._best_trials()]
+        if numbers and numbers != self._published:   # copy files only when the best (or the front) changed
+            self.run_dir.publish("best" if len(self.config.objectives) == 1 else "pareto", numbers)
+            self._published = numbers
         self._write_summary("running")
 
     def _counts(self) -> dict[str, int]:
