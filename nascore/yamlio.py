@@ -16,6 +16,8 @@ from nascore.errors import DocumentError, NascoreError
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 MAX_BYTES = 16 << 20
+MAX_NODES = 1_000_000  # values after alias expansion: a "billion laughs" document stops here
+MAX_DEPTH = 64         # nesting; deeper documents would exhaust the recursion of whatever consumes them
 
 
 def read_yaml(path: str | Path, error: type[NascoreError] = DocumentError) -> Any:
@@ -40,7 +42,9 @@ def read_yaml(path: str | Path, error: type[NascoreError] = DocumentError) -> An
 
 def parse_yaml(text: str, source: str = "<string>", error: type[NascoreError] = DocumentError) -> Any:
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - the safe loader
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - the safe loader
+        _check_expansion(data, source, error)
+        return data
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -49,6 +53,26 @@ def parse_yaml(text: str, source: str = "<string>", error: type[NascoreError] = 
         raise error(f"invalid YAML: {exc}", where=source) from None
     except RecursionError:
         raise error("invalid YAML: nested too deeply", where=source) from None
+
+
+def _check_expansion(data: Any, source: str, error: type[NascoreError]) -> None:
+    """Count values as a consumer walking the document would see them (aliases expanded, self-references
+    looping) and stop at MAX_NODES: bounded time and memory whatever the anchors do."""
+    stack = [(data, 0)]
+    seen = 0
+    while stack:
+        item, depth = stack.pop()
+        seen += 1
+        if seen > MAX_NODES:
+            raise error(f"expands to more than {MAX_NODES:,} values (YAML anchors/aliases?); expected a plain "
+                        "document", where=source)
+        if depth > MAX_DEPTH:
+            raise error(f"is nested more than {MAX_DEPTH} levels deep; expected a plain document", where=source)
+        if isinstance(item, dict):
+            stack.extend((k, depth + 1) for k in item.keys())
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
 
 
 def dump_yaml(data: Any) -> str:
