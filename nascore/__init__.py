@@ -7,7 +7,28 @@ from nascore.schema import LIST, MANY, ONE, SEVERAL, Arity, BlockSpec, Inference
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """The Python API mirrors the CLI; heavy parts (Ray, Optuna, exporters) load on first use."""
+    if name == "search":
+        from nascore.runner import search
+
+        return search
+    if name in ("export", "load_model"):
+        from nascore import exporting
+
+        return getattr(exporting, name)
+    if name == "train":
+        from nascore.retrain import train_graph
+
+        return train_graph
+    if name == "SearchSpace":
+        from nascore.space import SearchSpace
+
+        return SearchSpace
+    raise AttributeError(f"module 'nascore' has no attribute {name!r}")
+
 __all__ = [
-    "Graph", "Ref", "LIST", "MANY", "ONE", "SEVERAL", "Arity", "BlockSpec", "Inference", "NascoreError", "Param", "hookimpl",
-    "__version__",
+    "Graph", "Ref", "LIST", "MANY", "ONE", "SEVERAL", "Arity", "BlockSpec", "Inference", "NascoreError", "Param",
+    "hookimpl", "__version__", "search", "export", "load_model", "train", "SearchSpace",
 ]

@@ -235,7 +235,7 @@ def search_command(space, resume, runs_root, strategy, trials, epochs, workers, 
         sys.exit(130)
     click.echo(f"run directory: {run}")
     if export_dir:
-        from nascore.export import export
+        from nascore.exporting import export
 
         out = export(run, export_dir)
         click.echo(f"exported the best model to {out}")
@@ -304,7 +304,7 @@ def train_command(graph, out, data, data_root, data_params, epochs, train_settin
     click.echo(f"test_acc {metrics['test_acc']:.4f}, best val_acc {metrics['best_val_acc']:.4f}; "
                f"results in {Path(out).resolve()}")
     if export_dir:
-        from nascore.export import export
+        from nascore.exporting import export
 
         click.echo(f"exported to {export(out, export_dir)}")
 

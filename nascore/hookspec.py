@@ -59,7 +59,7 @@ def nascore_evaluators():
 
 @hookspec
 def nascore_exporters():
-    """Return the export formats this plugin provides, as a sequence of :class:`nascore.export.ExporterSpec`.
+    """Return the export formats this plugin provides, as a sequence of :class:`nascore.exporting.ExporterSpec`.
 
     Collected, unique names, like blocks.
     """
