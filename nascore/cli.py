@@ -309,6 +309,50 @@ def train_command(graph, out, data, data_root, data_params, epochs, train_settin
         click.echo(f"exported to {export(out, export_dir)}")
 
 
+@main.command("export")
+@click.argument("source", type=click.Path())
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Export folder to create.")
+@click.option("--format", "formats", help="Comma-separated formats (`nascore exporters`); default: all available.")
+@click.option("--input", "input_shape", metavar="CxHxW", help="Input shape of the exported programs.")
+@click.option("--trial", type=click.IntRange(min=0), help="Export this trial of a run instead of its best.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing export (only once the new one is complete).")
+@_fail_cleanly
+def export_command(source, out, formats, input_shape, trial, overwrite) -> None:
+    """Export SOURCE (a run directory, a graph YAML, or a trained folder) as a deployable model folder."""
+    from nascore.exporting import export, read_manifest
+
+    path = export(source, out, formats=formats, input_shape=_parse_input(input_shape), trial=trial,
+                  overwrite=overwrite)
+    manifest = read_manifest(path)
+    click.echo(f"exported {', '.join(sorted(manifest['files']))} to {path}")
+
+
+@main.command("verify")
+@click.argument("export_dir", type=click.Path(file_okay=False))
+@_fail_cleanly
+def verify_command(export_dir) -> None:
+    """Check an export folder: every file's checksum, the manifest, and the graph."""
+    from nascore.exporting import verify_export
+
+    problems = verify_export(export_dir)
+    for problem in problems:
+        click.echo(f"problem: {problem}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo(f"{export_dir}: intact")
+
+
+@main.command("exporters")
+@_fail_cleanly
+def exporters_command() -> None:
+    """List the export formats and the plugins that provide them."""
+    from nascore.exporting import EXPORTERS
+
+    for name, spec in EXPORTERS.items():
+        state = "available" if spec.available else f"needs: {spec.install_hint}"
+        click.echo(f"{name}  [{EXPORTERS.owner(name)}]  {spec.filename}  ({state})\n    {spec.doc}")
+
+
 @main.command("strategies")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_fail_cleanly
