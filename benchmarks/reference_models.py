@@ -16,8 +16,8 @@ Self-contained on purpose: no nascore import (the benchmark compares nascore aga
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import torch
 import torch.nn as nn

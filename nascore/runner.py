@@ -61,6 +61,7 @@ class Search:
         self.run_dir = run
         self.space = space
         self.config = config
+        self.progress = progress
         self.say = progress or (lambda line: None)
         self.study = None
         self.slots: list[_Slot] = []
@@ -69,6 +70,7 @@ class Search:
         self.pending: dict[str, int] = {}          # hash -> trial number in flight
         self.splits_meta: tuple[tuple[int, ...], int] | None = None
         self._published: list[int] = []
+        self._dirty = False                        # a trial finished since the summary was last written
 
     # set-up --------------------------------------------------------------------------------------------------------
 
@@ -223,6 +225,8 @@ class Search:
                     if idle_outcomes >= limit:
                         sampling_done = True
                         self.say(f"stopping: {limit} samples in a row were invalid, rejected or duplicates")
+            if self._dirty:            # after the free slots got new work, so no worker waits on bookkeeping
+                self._publish()
             if not busy:
                 break
             futures = [s.future for s in busy]
@@ -331,8 +335,9 @@ class Search:
                 trial.set_user_attr("reason", f"pruned after epoch {slot.epoch}")
                 self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 self._settle_duplicates(slot.info["hash"], optuna.trial.TrialState.PRUNED, None)
-                self.say(f"[trial {trial.number}] pruned after epoch {slot.epoch}: val_acc "
-                         f"{metrics['val_acc']:.4f} | {self._status_line()}")
+                self._dirty = True
+                self._event(f"[trial {trial.number}] pruned after epoch {slot.epoch}: val_acc "
+                            f"{metrics['val_acc']:.4f}")
                 slot.actor.abandon.remote()
                 self._release(slot)
                 return True
@@ -359,10 +364,9 @@ class Search:
         self.hash_owner[info["hash"]] = trial.number
         self._settle_duplicates(info["hash"], optuna.trial.TrialState.COMPLETE, values)
         self._release(slot)
-        self._publish()
+        self._dirty = True
         shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-        self.say(f"[trial {trial.number}] complete: {shown} ({time.perf_counter() - slot.started:.1f} s) | "
-                 f"{self._status_line()}")
+        self._event(f"[trial {trial.number}] complete: {shown} ({time.perf_counter() - slot.started:.1f} s)")
         return True
 
     def _fail(self, slot: _Slot, reason: str, retry: bool = False) -> bool:
@@ -379,7 +383,8 @@ class Search:
                                      skip_if_exists=False)
             reason += " (queued again)"
         self._release(slot)
-        self.say(f"[trial {trial.number}] failed: {reason} | {self._status_line()}")
+        self._dirty = True
+        self._event(f"[trial {trial.number}] failed: {reason}")
         return True
 
     def _end_early(self, trial, kind: str, reason: str, keep_pending: bool = True) -> bool:
@@ -435,6 +440,7 @@ class Search:
         return [t for t in self.study.best_trials if t.user_attrs.get("kind") == "trained"]
 
     def _publish(self) -> None:
+        self._dirty = False
         numbers = [t.number for t in self._best_trials()]
         if numbers and numbers != self._published:   # copy files only when the best (or the front) changed
             self.run_dir.publish("best" if len(self.config.objectives) == 1 else "pareto", numbers)
@@ -459,6 +465,11 @@ class Search:
             elif t.state == optuna.trial.TrialState.RUNNING:
                 counts["running"] += 1
         return counts
+
+    def _event(self, line: str) -> None:
+        """A finished trial: its line and the search's progress (computed only when someone is listening)."""
+        if self.progress is not None:
+            self.progress(f"{line} | {self._status_line()}")
 
     def _status_line(self, final: bool = False) -> str:
         c = self._counts()

@@ -57,7 +57,8 @@ class InvertedResidual(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.project(self.se(self.dw(self.expand(x))))
         if self.use_res:
-            y = x + self.drop_path(y)
+            y = self.drop_path(y)
+            y += x  # in place, like torchvision: y is a norm's output, which its backward does not need
         return y
 
     @staticmethod
@@ -111,7 +112,8 @@ class MBConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.project(self.se(self.dw(self.expand(x))))
         if self.use_res:
-            y = x + self.drop_path(y)
+            y = self.drop_path(y)
+            y += x  # in place, like torchvision: y is a norm's output, which its backward does not need
         return y
 
     @staticmethod

@@ -81,7 +81,9 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.se(self.conv2(self.conv1(x)))
-        return self.act(self.drop_path(out) + self.shortcut(x))
+        out = self.drop_path(out)
+        out += self.shortcut(x)  # in place, like torchvision: no extra activation-sized tensor per block
+        return self.act(out)
 
     @staticmethod
     def tally(t, shape, out, stride, se_ratio, act, drop_path):
@@ -125,7 +127,9 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.se(self.conv3(self.conv2(self.conv1(x))))
-        return self.act(self.drop_path(out) + self.shortcut(x))
+        out = self.drop_path(out)
+        out += self.shortcut(x)  # in place, like torchvision: no extra activation-sized tensor per block
+        return self.act(out)
 
     @staticmethod
     def tally(t, shape, out, stride, groups, base_width, expansion, se_ratio, act, drop_path):
@@ -199,7 +203,9 @@ class Res2NetBlock(nn.Module):
         if self.scale > 1:
             outs.append(self.pool(splits[self.scale - 1]))
         out = self.se(self.conv3(torch.cat(outs, 1)))
-        return self.act(self.drop_path(out) + self.shortcut(x))
+        out = self.drop_path(out)
+        out += self.shortcut(x)  # in place, like torchvision: no extra activation-sized tensor per block
+        return self.act(out)
 
     @staticmethod
     def tally(t, shape, out, stride, scale, base_width, groups, se_ratio, act, drop_path):
