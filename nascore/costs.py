@@ -172,3 +172,15 @@ def same_spatial(in_shapes: Sequence[Shape], what: str) -> tuple[int, int]:
             raise ShapeError(f"{what} needs inputs of one height and width, got {_fmt(first)} (input 0) and "
                              f"{_fmt(s)} (input {i})")
     return first[1], first[2]
+
+
+def infer_with(cls):
+    """A block's ``infer`` from a module class whose ``tally(t, shape, **params)`` mirrors its ``__init__``.
+
+    The pattern every built-in block follows: ``BlockSpec(..., module=MyBlock, infer=infer_with(MyBlock))``.
+    """
+    def infer(in_shapes, **params):
+        t = Tally()
+        return t.result(out=cls.tally(t, in_shapes[0], **params))
+    infer.__qualname__ = f"infer_with({cls.__name__})"
+    return infer

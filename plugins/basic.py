@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nascore import MANY, Arity, BlockSpec, Param, hookimpl
-from nascore.costs import Tally, same_shapes, same_spatial
+from nascore.costs import Tally, infer_with, same_shapes, same_spatial
 from nascore.errors import ShapeError
 from nascore.layers import ConvNormAct, SqueezeExcite, act_params, channel_shuffle, make_act, make_divisible, make_norm
 from nascore_plugins import common
@@ -81,17 +81,11 @@ class DepthwiseSeparable(nn.Module):
         return ConvNormAct.tally(t, shape, out, 1, norm=norm, act=act if pw_act else "none")
 
 
-def _infer_with(cls):
-    """``infer`` for a module class whose ``tally(t, shape, *params)`` mirrors its ``__init__``."""
-    def infer(in_shapes, **params):
-        t = Tally()
-        return t.result(out=cls.tally(t, in_shapes[0], **params))
-    return infer
 
 
 SEPARABLE = BlockSpec(
     name="depthwise_separable", aliases=("separable_conv",), module=DepthwiseSeparable,
-    infer=_infer_with(DepthwiseSeparable),
+    infer=infer_with(DepthwiseSeparable),
     params=(common.out(), common.kernel(3), common.stride(), common.norm(), common.act(),
             common.se_ratio(0.0, "squeeze-excitation ratio of the input channels (0 disables SE)"),
             Param("pw_act", bool, True, "activation after the pointwise conv (MobileNetV1: yes, EfficientNet: no)")),

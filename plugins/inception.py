@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nascore import BlockSpec, Param, hookimpl
-from nascore.costs import Tally, same_spatial
+from nascore.costs import infer_with, same_spatial
 from nascore.layers import ConvNormAct, DropPath
 from nascore_plugins import common
 
@@ -51,12 +51,6 @@ def _scale(default):
     return Param("scale", float, default, "residual branch scale before the add", low=0.0, high=1.0)
 
 
-def _infer_with(cls):
-    """``infer`` for a module class whose ``tally(t, shape, *params)`` mirrors its ``__init__``."""
-    def infer(in_shapes, **params):
-        t = Tally()
-        return t.result(out=cls.tally(t, in_shapes[0], **params))
-    return infer
 
 
 # -- GoogLeNet (Inception v1) ---------------------------------------------------------------------------------------
@@ -93,7 +87,7 @@ class InceptionV1(nn.Module):
 
 
 INCEPTION_V1 = BlockSpec(
-    name="inception_v1", aliases=("googlenet_inception",), module=InceptionV1, infer=_infer_with(InceptionV1),
+    name="inception_v1", aliases=("googlenet_inception",), module=InceptionV1, infer=infer_with(InceptionV1),
     params=(_ch("b1", 64, "1x1 branch channels"), _ch("b3_reduce", 96, "1x1 reduction before the 3x3"),
             _ch("b3", 128, "3x3 branch channels"), _ch("b5_reduce", 16, "1x1 reduction before the 5x5"),
             _ch("b5", 32, "5x5 branch channels"), _ch("pool_proj", 32, "1x1 projection after the max-pool"),
@@ -250,29 +244,29 @@ class InceptionE(nn.Module):
 
 
 INCEPTION_V3_A = BlockSpec(
-    name="inception_v3_a", module=InceptionA, infer=_infer_with(InceptionA),
+    name="inception_v3_a", module=InceptionA, infer=infer_with(InceptionA),
     params=(_ch("pool_features", 32, "1x1 channels after the average pool"),),
     doc="Inception-v3 35x35 module: 1x1, 1x1->5x5, 1x1->3x3->3x3 and avg-pool->1x1 branches (224 + pool_features).",
     paper=V3_PAPER,
 )
 INCEPTION_V3_B = BlockSpec(
-    name="inception_v3_b", module=InceptionB, infer=_infer_with(InceptionB),
+    name="inception_v3_b", module=InceptionB, infer=infer_with(InceptionB),
     doc="Inception-v3 grid reduction (35->17): 3x3/2, 1x1->3x3->3x3/2 and max-pool branches (480 + input channels).",
     paper=V3_PAPER,
 )
 INCEPTION_V3_C = BlockSpec(
-    name="inception_v3_c", module=InceptionC, infer=_infer_with(InceptionC),
+    name="inception_v3_c", module=InceptionC, infer=infer_with(InceptionC),
     params=(_ch("c7", 128, "inner channels of the factorised 7x7 branches"),),
     doc="Inception-v3 17x17 module: 7x7 convolutions factorised into 1x7 and 7x1 (768 output channels).",
     paper=V3_PAPER,
 )
 INCEPTION_V3_D = BlockSpec(
-    name="inception_v3_d", module=InceptionD, infer=_infer_with(InceptionD),
+    name="inception_v3_d", module=InceptionD, infer=infer_with(InceptionD),
     doc="Inception-v3 grid reduction (17->8): 1x1->3x3/2, 1x1->1x7->7x1->3x3/2 and max-pool branches.",
     paper=V3_PAPER,
 )
 INCEPTION_V3_E = BlockSpec(
-    name="inception_v3_e", module=InceptionE, infer=_infer_with(InceptionE),
+    name="inception_v3_e", module=InceptionE, infer=infer_with(InceptionE),
     doc="Inception-v3 8x8 module with expanded filter banks: parallel 1x3 and 3x1 outputs (2048 output channels).",
     paper=V3_PAPER,
 )
@@ -416,7 +410,7 @@ class ReductionB(_Reduction):
 
 
 INCEPTION_RESNET_A = BlockSpec(
-    name="inception_resnet_a", aliases=("block35",), module=Block35, infer=_infer_with(Block35),
+    name="inception_resnet_a", aliases=("block35",), module=Block35, infer=infer_with(Block35),
     params=(_ch("b1", 32, "1x1 branch channels"), _ch("b3_reduce", 32, "1x1 reduction before the 3x3"),
             _ch("b3", 32, "3x3 branch channels"), _ch("b3dbl_reduce", 32, "1x1 reduction before the double 3x3"),
             _ch("b3dbl_mid", 48, "first 3x3 of the double-3x3 branch"),
@@ -425,7 +419,7 @@ INCEPTION_RESNET_A = BlockSpec(
     paper=IR_PAPER,
 )
 INCEPTION_RESNET_B = BlockSpec(
-    name="inception_resnet_b", aliases=("block17",), module=Block17, infer=_infer_with(Block17),
+    name="inception_resnet_b", aliases=("block17",), module=Block17, infer=infer_with(Block17),
     params=(_ch("b1", 192, "1x1 branch channels"), _ch("b7_reduce", 128, "1x1 reduction before the 1x7"),
             _ch("b7_mid", 160, "1x7 convolution channels"), _ch("b7", 192, "7x1 convolution channels"),
             _scale(0.10), common.drop_path()),
@@ -433,7 +427,7 @@ INCEPTION_RESNET_B = BlockSpec(
     paper=IR_PAPER,
 )
 INCEPTION_RESNET_C = BlockSpec(
-    name="inception_resnet_c", aliases=("block8",), module=Block8, infer=_infer_with(Block8),
+    name="inception_resnet_c", aliases=("block8",), module=Block8, infer=infer_with(Block8),
     params=(_ch("b1", 192, "1x1 branch channels"), _ch("b3_reduce", 192, "1x1 reduction before the 1x3"),
             _ch("b3_mid", 224, "1x3 convolution channels"), _ch("b3", 256, "3x1 convolution channels"),
             _scale(0.20), common.drop_path(),
@@ -442,14 +436,14 @@ INCEPTION_RESNET_C = BlockSpec(
     paper=IR_PAPER,
 )
 INCEPTION_RESNET_REDUCTION_A = BlockSpec(
-    name="inception_resnet_reduction_a", module=ReductionA, infer=_infer_with(ReductionA),
+    name="inception_resnet_reduction_a", module=ReductionA, infer=infer_with(ReductionA),
     params=(_ch("b3", 384, "3x3/2 branch channels (n)"), _ch("b3dbl_reduce", 256, "1x1 reduction (k)"),
             _ch("b3dbl_mid", 256, "3x3 convolution channels (l)"), _ch("b3dbl", 384, "final 3x3/2 channels (m)")),
     doc="Inception-ResNet reduction A (35->17): 3x3/2, 1x1->3x3->3x3/2 and max-pool branches, concatenated.",
     paper=IR_PAPER,
 )
 INCEPTION_RESNET_REDUCTION_B = BlockSpec(
-    name="inception_resnet_reduction_b", module=ReductionB, infer=_infer_with(ReductionB),
+    name="inception_resnet_reduction_b", module=ReductionB, infer=infer_with(ReductionB),
     params=(_ch("b3a_reduce", 256, "1x1 reduction of the first 3x3/2 branch"),
             _ch("b3a", 384, "first 3x3/2 branch channels"),
             _ch("b3b_reduce", 256, "1x1 reduction of the second 3x3/2 branch"),

@@ -12,19 +12,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nascore import BlockSpec, Param, hookimpl
-from nascore.costs import Tally
+from nascore.costs import infer_with
 from nascore.errors import ShapeError
 from nascore.layers import ConvNormAct, DropPath, SqueezeExcite, channel_shuffle, make_divisible
 from nascore.schema import REQUIRED
 from nascore_plugins import common
 
 
-def _infer_with(cls):
-    """``infer`` for a module class whose ``tally(t, shape, *params)`` mirrors its ``__init__``."""
-    def infer(in_shapes, **params):
-        t = Tally()
-        return t.result(out=cls.tally(t, in_shapes[0], **params))
-    return infer
 
 
 # -- inverted residuals ---------------------------------------------------------------------------------------------
@@ -35,21 +29,16 @@ def _ir_mid(in_channels: int, expand: float, mid: int | None) -> int:
     return int(round(in_channels * expand)) if mid is None else mid
 
 
-class InvertedResidual(nn.Module):
-    """1x1 expand (skipped when mid == in), depthwise kxk, optional SE, linear 1x1 project; identity shortcut at
-    stride 1 when in == out (torchvision's mobilenetv2 / mobilenetv3 InvertedResidual).
+class _ExpandDepthwiseProject(nn.Module):
+    """The skeleton MobileNetV2/V3's inverted residual and EfficientNet's MBConv share: 1x1 expand (skipped when
+    mid == in), depthwise kxk, optional SE, linear 1x1 project; identity shortcut with stochastic depth when the
+    shape allows. The subclasses only decide the widths and the SE flavour."""
 
-    SE is MobileNetV3's: squeeze channels = make_divisible(mid // 4, 8), ReLU, hard-sigmoid gate, after the depthwise.
-    [MobileNetV2: Inverted Residuals and Linear Bottlenecks, Sandler et al. 2018; Searching for MobileNetV3, Howard
-    et al. 2019]
-    """
-
-    def __init__(self, in_channels, out, kernel, stride, expand, mid, act, se, drop_path):
+    def __init__(self, in_channels, out, mid, kernel, stride, act, se_channels, se_act, se_gate, drop_path):
         super().__init__()
-        mid = _ir_mid(in_channels, expand, mid)
         self.expand = ConvNormAct(in_channels, mid, 1, act=act) if mid != in_channels else nn.Identity()
         self.dw = ConvNormAct(mid, mid, kernel, stride, groups=mid, act=act)
-        self.se = SqueezeExcite(mid, make_divisible(mid // 4, 8), "relu", "hard_sigmoid") if se else nn.Identity()
+        self.se = SqueezeExcite(mid, se_channels, se_act, se_gate) if se_channels else nn.Identity()
         self.project = ConvNormAct(mid, out, 1, act="none")
         self.use_res = stride == 1 and in_channels == out
         self.drop_path = DropPath(drop_path) if self.use_res else nn.Identity()
@@ -62,20 +51,44 @@ class InvertedResidual(nn.Module):
         return y
 
     @staticmethod
-    def tally(t, shape, out, kernel, stride, expand, mid, act, se, drop_path):
-        c = shape[0]
-        mid = _ir_mid(c, expand, mid)
-        if mid != c:
+    def tally_body(t, shape, out, mid, kernel, stride, act, se_channels, se_act, se_gate):
+        if mid != shape[0]:
             shape = ConvNormAct.tally(t, shape, mid, 1, act=act)
         shape = ConvNormAct.tally(t, shape, mid, kernel, stride, groups=mid, act=act)
-        if se:
-            shape = SqueezeExcite.tally(t, shape, make_divisible(mid // 4, 8), "relu", "hard_sigmoid")
+        if se_channels:
+            shape = SqueezeExcite.tally(t, shape, se_channels, se_act, se_gate)
         return ConvNormAct.tally(t, shape, out, 1, act="none")
+
+
+class InvertedResidual(_ExpandDepthwiseProject):
+    """1x1 expand (skipped when mid == in), depthwise kxk, optional SE, linear 1x1 project; identity shortcut at
+    stride 1 when in == out (torchvision's mobilenetv2 / mobilenetv3 InvertedResidual).
+
+    SE is MobileNetV3's: squeeze channels = make_divisible(mid // 4, 8), ReLU, hard-sigmoid gate, after the depthwise.
+    [MobileNetV2: Inverted Residuals and Linear Bottlenecks, Sandler et al. 2018; Searching for MobileNetV3, Howard
+    et al. 2019]
+    """
+
+    def __init__(self, in_channels, out, kernel, stride, expand, mid, act, se, drop_path):
+        mid = _ir_mid(in_channels, expand, mid)
+        super().__init__(in_channels, out, mid, kernel, stride, act, _ir_se(mid, se), "relu", "hard_sigmoid",
+                         drop_path)
+
+    @staticmethod
+    def tally(t, shape, out, kernel, stride, expand, mid, act, se, drop_path):
+        mid = _ir_mid(shape[0], expand, mid)
+        return _ExpandDepthwiseProject.tally_body(t, shape, out, mid, kernel, stride, act, _ir_se(mid, se), "relu",
+                                                  "hard_sigmoid")
+
+
+def _ir_se(mid: int, se: bool) -> int:
+    """MobileNetV3's squeeze width: mid // 4 rounded to 8 (0: no SE)."""
+    return make_divisible(mid // 4, 8) if se else 0
 
 
 INVERTED_RESIDUAL = BlockSpec(
     name="inverted_residual", aliases=("mobilenet_v2_block", "mbv2"), module=InvertedResidual,
-    infer=_infer_with(InvertedResidual),
+    infer=infer_with(InvertedResidual),
     params=(common.out(), common.kernel(3), common.stride(),
             Param("expand", float, 6.0, "expansion ratio: mid = round(in x expand) (ignored when mid is given)",
                   low=1.0, high=16.0),
@@ -90,7 +103,7 @@ INVERTED_RESIDUAL = BlockSpec(
 )
 
 
-class MBConv(nn.Module):
+class MBConv(_ExpandDepthwiseProject):
     """EfficientNet's MBConv (torchvision efficientnet.MBConv): 1x1 expand to make_divisible(in x expand, 8) (skipped
     when that equals in), depthwise kxk, SE (squeeze = in x se_ratio of the block input, ``act`` inside, sigmoid
     gate), linear 1x1 project; stochastic depth on the branch of the identity shortcut.
@@ -99,37 +112,24 @@ class MBConv(nn.Module):
     """
 
     def __init__(self, in_channels, out, kernel, stride, expand, se_ratio, act, drop_path):
-        super().__init__()
         mid = make_divisible(in_channels * expand, 8)
-        self.expand = ConvNormAct(in_channels, mid, 1, act=act) if mid != in_channels else nn.Identity()
-        self.dw = ConvNormAct(mid, mid, kernel, stride, groups=mid, act=act)
-        self.se = (SqueezeExcite(mid, max(1, int(in_channels * se_ratio)), act, "sigmoid") if se_ratio > 0
-                   else nn.Identity())
-        self.project = ConvNormAct(mid, out, 1, act="none")
-        self.use_res = stride == 1 and in_channels == out
-        self.drop_path = DropPath(drop_path) if self.use_res else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.project(self.se(self.dw(self.expand(x))))
-        if self.use_res:
-            y = self.drop_path(y)
-            y += x  # in place, like torchvision: y is a norm's output, which its backward does not need
-        return y
+        super().__init__(in_channels, out, mid, kernel, stride, act, _mb_se(in_channels, se_ratio), act, "sigmoid",
+                         drop_path)
 
     @staticmethod
     def tally(t, shape, out, kernel, stride, expand, se_ratio, act, drop_path):
-        c = shape[0]
-        mid = make_divisible(c * expand, 8)
-        if mid != c:
-            shape = ConvNormAct.tally(t, shape, mid, 1, act=act)
-        shape = ConvNormAct.tally(t, shape, mid, kernel, stride, groups=mid, act=act)
-        if se_ratio > 0:
-            shape = SqueezeExcite.tally(t, shape, max(1, int(c * se_ratio)), act, "sigmoid")
-        return ConvNormAct.tally(t, shape, out, 1, act="none")
+        mid = make_divisible(shape[0] * expand, 8)
+        return _ExpandDepthwiseProject.tally_body(t, shape, out, mid, kernel, stride, act, _mb_se(shape[0], se_ratio),
+                                                  act, "sigmoid")
+
+
+def _mb_se(in_channels: int, se_ratio: float) -> int:
+    """EfficientNet's squeeze width: a fraction of the block's input channels (0: no SE)."""
+    return max(1, int(in_channels * se_ratio)) if se_ratio > 0 else 0
 
 
 MBCONV = BlockSpec(
-    name="mbconv", aliases=("mb_conv",), module=MBConv, infer=_infer_with(MBConv),
+    name="mbconv", aliases=("mb_conv",), module=MBConv, infer=infer_with(MBConv),
     params=(common.out(), common.kernel(3), common.stride(),
             Param("expand", int, 6, "expansion ratio: mid = make_divisible(in x expand, 8)", low=1, high=8),
             common.se_ratio(0.25, "squeeze-excitation ratio of the block's input channels (0 disables SE)"),
@@ -177,7 +177,7 @@ class FusedMBConv(nn.Module):
 
 
 FUSED_MBCONV = BlockSpec(
-    name="fused_mbconv", aliases=("fused_mb_conv",), module=FusedMBConv, infer=_infer_with(FusedMBConv),
+    name="fused_mbconv", aliases=("fused_mb_conv",), module=FusedMBConv, infer=infer_with(FusedMBConv),
     params=(common.out(), common.kernel(3), common.stride(),
             Param("expand", int, 4, "expansion ratio: mid = make_divisible(in x expand, 8)", low=1, high=8),
             common.se_ratio(0.0, "squeeze-excitation ratio of the block's input channels (0 disables SE)"),
@@ -249,7 +249,7 @@ class ShuffleV1(nn.Module):
 
 
 SHUFFLENET_V1 = BlockSpec(
-    name="shufflenet_v1", aliases=("shuffle_v1",), module=ShuffleV1, infer=_infer_with(ShuffleV1),
+    name="shufflenet_v1", aliases=("shuffle_v1",), module=ShuffleV1, infer=infer_with(ShuffleV1),
     params=(common.out(), common.kernel(3, "depthwise kernel size"), common.stride(),
             Param("groups", int, 3, "groups of the 1x1 convolutions (channels must divide)", low=1, high=64),
             Param("mid_ratio", float, 0.25, "bottleneck width as a fraction of out", low=0.01, high=4.0),
@@ -318,7 +318,7 @@ class ShuffleV2(nn.Module):
 
 
 SHUFFLENET_V2 = BlockSpec(
-    name="shufflenet_v2", aliases=("shuffle_v2",), module=ShuffleV2, infer=_infer_with(ShuffleV2),
+    name="shufflenet_v2", aliases=("shuffle_v2",), module=ShuffleV2, infer=infer_with(ShuffleV2),
     params=(common.out(), common.kernel(3, "depthwise kernel size"), common.stride()),
     doc="ShuffleNet v2 unit: channel split, 1x1-depthwise-1x1 on one half, concat, shuffle; stride 2 runs both.",
     paper="ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design (Ma et al. 2018)",
@@ -353,7 +353,7 @@ class Fire(nn.Module):
 
 
 FIRE = BlockSpec(
-    name="fire", aliases=("fire_module",), module=Fire, infer=_infer_with(Fire),
+    name="fire", aliases=("fire_module",), module=Fire, infer=infer_with(Fire),
     params=(Param("squeeze", int, REQUIRED, "channels of the squeeze 1x1 conv", low=1, high=1 << 16, channels=True),
             Param("expand1x1", int, REQUIRED, "channels of the expand 1x1 conv", low=1, high=1 << 16, channels=True),
             Param("expand3x3", int, REQUIRED, "channels of the expand 3x3 conv", low=1, high=1 << 16,

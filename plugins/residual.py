@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from nascore import BlockSpec, Param, hookimpl
-from nascore.costs import Tally
+from nascore.costs import Tally, infer_with
 from nascore.errors import ShapeError
 from nascore.layers import ConvNormAct, DropPath, SqueezeExcite, act_params, make_act, make_divisible, make_norm
 from nascore_plugins import common
@@ -53,12 +53,6 @@ def _joined(branch, short):
     return branch
 
 
-def _infer_with(cls):
-    """``infer`` for a module class whose ``tally(t, shape, *params)`` mirrors its ``__init__``."""
-    def infer(in_shapes, **params):
-        t = Tally()
-        return t.result(out=cls.tally(t, in_shapes[0], **params))
-    return infer
 
 
 # -- ResNet ---------------------------------------------------------------------------------------------------------
@@ -146,14 +140,14 @@ class Bottleneck(nn.Module):
 _SE_DOC = "squeeze-excitation ratio of the output channels, on the branch before the add (0 disables SE)"
 
 BASIC = BlockSpec(
-    name="resnet_basic", aliases=("basic_block",), module=BasicBlock, infer=_infer_with(BasicBlock),
+    name="resnet_basic", aliases=("basic_block",), module=BasicBlock, infer=infer_with(BasicBlock),
     params=(common.out(), common.stride(), common.se_ratio(0.0, _SE_DOC), common.act(), common.drop_path()),
     doc="ResNet basic block: two 3x3 convolutions plus an identity or 1x1-projection shortcut (ResNet-18/34).",
     paper="Deep Residual Learning for Image Recognition (He et al. 2016)",
 )
 
 BOTTLENECK = BlockSpec(
-    name="resnet_bottleneck", aliases=("bottleneck", "resnext"), module=Bottleneck, infer=_infer_with(Bottleneck),
+    name="resnet_bottleneck", aliases=("bottleneck", "resnext"), module=Bottleneck, infer=infer_with(Bottleneck),
     params=(common.out("output channels (expansion x planes: 256/512/1024/2048 in ResNet-50)"), common.stride(),
             Param("groups", int, 1, "groups of the 3x3 convolution (ResNeXt cardinality)", low=1),
             Param("base_width", int, 64, "width per group: 3x3 width = int(planes x base_width/64) x groups",
@@ -224,7 +218,7 @@ class Res2NetBlock(nn.Module):
 
 
 RES2NET = BlockSpec(
-    name="res2net", aliases=("bottle2neck",), module=Res2NetBlock, infer=_infer_with(Res2NetBlock),
+    name="res2net", aliases=("bottle2neck",), module=Res2NetBlock, infer=infer_with(Res2NetBlock),
     params=(common.out("output channels (4 x planes)"), common.stride(),
             Param("scale", int, 4, "number of channel splits s in the hierarchical 3x3 stage", low=1, high=16),
             Param("base_width", int, 26, "width per split: int(planes x base_width/64) x groups", low=1),
@@ -313,7 +307,7 @@ def _compressed(channels: int, compression: float) -> int:
 
 
 DENSE_BLOCK = BlockSpec(
-    name="dense_block", aliases=("dense",), module=DenseBlock, infer=_infer_with(DenseBlock),
+    name="dense_block", aliases=("dense",), module=DenseBlock, infer=infer_with(DenseBlock),
     params=(Param("layers", int, 6, "dense layers in the block", low=0, high=256),
             Param("growth", int, 32, "growth rate k: channels each layer adds", low=1, high=4096, channels=True),
             Param("bn_size", int, 4, "bottleneck 1x1 width = bn_size x growth", low=1, high=16),
@@ -323,7 +317,7 @@ DENSE_BLOCK = BlockSpec(
 )
 
 DENSE_TRANSITION = BlockSpec(
-    name="dense_transition", module=Transition, infer=_infer_with(Transition),
+    name="dense_transition", module=Transition, infer=infer_with(Transition),
     params=(Param("compression", float, 0.5, "output channels = int(in x compression)", low=0.01, high=1.0),),
     doc="DenseNet transition: BN-ReLU-1x1 convolution compressing the channels, then 2x2 average pooling.",
     paper="Densely Connected Convolutional Networks (Huang et al. 2017)",
