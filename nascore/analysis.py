@@ -7,6 +7,7 @@ Every error is a NascoreError naming the file and node.
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,9 +15,9 @@ import networkx as nx
 
 from nascore.blocks import get_block
 from nascore.costs import fmt_shape
-from nascore.errors import GraphError, NascoreError, ShapeError
+from nascore.errors import GraphError, NascoreError, PluginError, ShapeError
 from nascore.graph import INPUT, Graph, Ref
-from nascore.schema import BlockSpec, Shape
+from nascore.schema import BlockSpec, Inference, Shape
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +95,7 @@ def analyse(graph: Graph, input_shape: Shape) -> Analysis:
             if not spec.arity.accepts(len(refs)):
                 raise GraphError(f"block {spec.name!r} takes {spec.arity.describe()}, got {len(refs)}")
             in_shapes = [_pick_output(ref, shapes[ref.node], graph) for ref in refs]
-            try:
-                inference = spec.infer(in_shapes, **params)
-            except NascoreError:
-                raise
-            except (ValueError, TypeError, ZeroDivisionError, IndexError, KeyError) as exc:
-                raise ShapeError(f"block {spec.name!r} cannot take inputs "
-                                 f"{', '.join(fmt_shape(s) for s in in_shapes)}: {exc}") from None
+            inference = _infer(spec, in_shapes, params)
         except NascoreError as err:
             raise _at(graph, err, name) from None
         shapes[name] = inference.outputs
@@ -115,6 +110,31 @@ def analyse(graph: Graph, input_shape: Shape) -> Analysis:
         except NascoreError as err:
             raise _at(graph, err.located("graph outputs")) from None
     return Analysis(tuple(input_shape), nodes, outputs, total_params, total_macs, order)
+
+
+def _infer(spec: BlockSpec, in_shapes: list[Shape], params: dict[str, Any]) -> Inference:
+    """Call a block's formula; whatever a plugin's code raises or returns becomes a located NascoreError."""
+    try:
+        inference = spec.infer(in_shapes, **params)
+    except NascoreError:
+        raise
+    except (ValueError, TypeError, ZeroDivisionError, IndexError, KeyError) as exc:
+        raise ShapeError(f"block {spec.name!r} cannot take inputs "
+                         f"{', '.join(fmt_shape(s) for s in in_shapes)}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a plugin's bug, reported against the node that uses it
+        raise PluginError(f"block {spec.name!r}'s infer raised {type(exc).__name__}: {str(exc)[:200]}") from None
+    if not isinstance(inference, Inference) or not isinstance(inference.outputs, dict) or not inference.outputs:
+        raise PluginError(f"block {spec.name!r}'s infer returned {reprlib.repr(inference)}, expected an Inference "
+                          "with at least one output")
+    for out, shape in inference.outputs.items():
+        if (not isinstance(shape, tuple) or not shape
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+            raise PluginError(f"block {spec.name!r}'s infer gave output {out!r} the shape {reprlib.repr(shape)}, "
+                              "expected a tuple of positive ints")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (inference.params, inference.macs)):
+        raise PluginError(f"block {spec.name!r}'s infer counted params={reprlib.repr(inference.params)}, "
+                          f"macs={reprlib.repr(inference.macs)}; expected non-negative ints")
+    return inference
 
 
 def _pick_output(ref: Ref, outs: dict[str, Shape], graph: Graph) -> Shape:

@@ -14,7 +14,7 @@ import re
 import torch.fx as fx
 import torch.nn as nn
 
-from nascore.errors import NascoreError
+from nascore.errors import NascoreError, PluginError
 from nascore.graph import INPUT, Graph
 
 
@@ -34,10 +34,7 @@ def build(graph: Graph, drop_path_rate: float | None = None) -> fx.GraphModule:
         params = dict(info.params)
         if name in rates:
             params["drop_path"] = rates[name]
-        try:
-            modules[name] = info.spec.module(info.spec.in_channels(info.in_shapes), **params)
-        except NascoreError as err:
-            raise graph._located(err, name) from None
+        modules[name] = _make_module(graph, name, info, params)
         args = [_value(values, ref, analysis) for ref in info.inputs]
         call = fx_graph.call_module(name, (args[0],) if info.spec.arity.single else (args,))
         if len(info.outputs) == 1:
@@ -50,6 +47,21 @@ def build(graph: Graph, drop_path_rate: float | None = None) -> fx.GraphModule:
     module = fx.GraphModule(modules, fx_graph, class_name=_class_name(graph.name))
     module.meta["nascore"] = {"name": graph.name, "input": list(graph.input_shape),
                               "outputs": [str(r) for r in graph.outputs]}
+    return module
+
+
+def _make_module(graph: Graph, name: str, info, params) -> nn.Module:
+    """Call a block's factory; a plugin's exception or a non-module result becomes a located NascoreError."""
+    try:
+        module = info.spec.module(info.spec.in_channels(info.in_shapes), **params)
+    except NascoreError as err:
+        raise graph._located(err, name) from None
+    except Exception as exc:  # noqa: BLE001 - a plugin's bug, reported against the node that uses it
+        raise graph._located(PluginError(f"block {info.spec.name!r}'s module factory raised "
+                                         f"{type(exc).__name__}: {str(exc)[:200]}"), name) from None
+    if not isinstance(module, nn.Module):
+        raise graph._located(PluginError(f"block {info.spec.name!r}'s module factory returned "
+                                         f"{type(module).__name__}, expected a torch.nn.Module"), name)
     return module
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+import reprlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import networkx as nx
 from nascore.errors import GraphError, NascoreError, suggest
 
 INPUT = "input"
+MAX_NODES = 10_000  # a bound on hostile documents (1000 x repeat: 1000); real networks have hundreds
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 
 
@@ -56,6 +58,7 @@ class Graph:
         self.nx = nx.MultiDiGraph()
         self.nx.add_node(INPUT, block=None, params={}, stage=None)
         self._outputs: list[Ref] | None = None  # None: the last node
+        self._last: str | None = None           # the last node in insertion order (kept, not searched for)
         self._version = 0
         self._analysis: Any = None
         self._analysis_version = -1
@@ -65,11 +68,14 @@ class Graph:
     def add(self, name: str, block: str, inputs: str | Iterable[str] | None = None, *, stage: str | None = None,
             **params: Any) -> str:
         """Add a node; ``inputs`` defaults to the last node added (or the graph input). Returns the name."""
-        if not isinstance(name, str) or not _NAME.match(name) or name == INPUT:
-            raise GraphError(f"invalid node name {name!r}: expected letters, digits and '_' (dots only for repeats), "
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or name == INPUT:
+            raise GraphError(f"invalid node name {_short(name)}: expected letters, digits and '_' (dots only for repeats), "
                              f"not {INPUT!r}")
         if name in self.nx:
             raise GraphError(f"node {name!r} is defined twice")
+        if len(self.nx) > MAX_NODES:
+            raise GraphError(f"has more than {MAX_NODES} nodes; expected a network of a sensible size",
+                             where=f"node {name!r}")
         if inputs is None:
             refs = [Ref(self.last_node() or INPUT)]
         else:
@@ -77,6 +83,7 @@ class Graph:
         self._check_refs(name, refs)
         self.nx.add_node(name, block=block, params=dict(params), stage=stage)
         self._connect(name, refs)
+        self._last = name
         self._touch()
         return name
 
@@ -127,8 +134,7 @@ class Graph:
         return [n for n in self.nx if n != INPUT]
 
     def last_node(self) -> str | None:
-        nodes = self.nodes
-        return nodes[-1] if nodes else None
+        return self._last
 
     @property
     def outputs(self) -> list[Ref]:
@@ -187,6 +193,7 @@ class Graph:
         for n in other.nx:
             other.nx.nodes[n]["params"] = dict(other.nx.nodes[n]["params"])
         other._outputs = None if self._outputs is None else list(self._outputs)
+        other._last = self._last
         other._version, other._analysis, other._analysis_version = 0, None, -1
         return other
 
@@ -269,8 +276,10 @@ class Graph:
         self.nx.nodes[name]["params"] = dict(params)
         self._touch()
 
-    def insert_after(self, after: str, name: str, block: str, **params: Any) -> str:
-        """Insert a single-input node behind ``after``; everything that read ``after`` now reads the new node."""
+    def insert_after(self, after: str, name: str, block: str, *, reorder: bool = True, **params: Any) -> str:
+        """Insert a single-input node behind ``after``; everything that read ``after`` now reads the new node.
+
+        ``reorder=False`` leaves the new node last in insertion order (callers inserting many reorder once)."""
         self._require(after)
         consumers = [(dst, key, out) for _, dst, key, out in self.nx.out_edges(after, keys=True, data="output")]
         outputs = self.outputs
@@ -279,9 +288,10 @@ class Graph:
             self.nx.remove_edge(after, dst, key)
             self.nx.add_edge(name, dst, key=key, output=None)
         self._outputs = [Ref(name) if r.node == after else r for r in outputs]
-        order = [n for n in self.nodes if n != name]
-        order.insert(order.index(after) + 1, name)
-        self.reorder(order)
+        if reorder:
+            order = [n for n in self.nodes if n != name]
+            order.insert(order.index(after) + 1, name)
+            self.reorder(order)
         return name
 
     def remove(self, name: str) -> None:
@@ -294,6 +304,9 @@ class Graph:
         consumers = [(dst, key) for _, dst, key in self.nx.out_edges(name, keys=True)]
         outputs = self.outputs
         self.nx.remove_node(name)
+        if self._last == name:
+            nodes = self.nodes
+            self._last = nodes[-1] if nodes else None
         for dst, key in consumers:
             self.nx.add_edge(source.node, dst, key=key, output=source.output)
         self._outputs = [source if r.node == name else r for r in outputs]
@@ -310,6 +323,7 @@ class Graph:
             fresh.add_node(n, **data[n])
         fresh.add_edges_from(edges)
         self.nx = fresh
+        self._last = order[-1] if order else None
         self._touch()
 
     # scaling -------------------------------------------------------------------------------------------------------
@@ -333,15 +347,20 @@ class Graph:
         return err.located(self.source) if self.source else err
 
 
+def _short(value: Any) -> str:
+    """A bounded repr for error messages: hostile values can be huge or deeply nested."""
+    return reprlib.repr(value)
+
+
 _STAGE_NODE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[0-9]+$")
 
 
 def check_name(name: Any, where: str, allow_stage: bool = False) -> str:
     """A node name: an identifier, or ``stage.i`` for a repeat written out node by node."""
-    if isinstance(name, str) and allow_stage and _STAGE_NODE.match(name):
+    if isinstance(name, str) and allow_stage and _STAGE_NODE.fullmatch(name):
         return name
-    if not isinstance(name, str) or not _NAME.match(name) or "." in name or name == INPUT:
-        raise GraphError(f"invalid node name {name!r}: expected letters, digits and '_', starting with a letter, "
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or "." in name or name == INPUT:
+        raise GraphError(f"invalid node name {_short(name)}: expected letters, digits and '_', starting with a letter, "
                          f"not {INPUT!r}", where=where)
     return name
 

@@ -14,12 +14,19 @@ import warnings
 
 import networkx as nx
 
+from nascore.errors import NascoreError, PluginError
 from nascore.graph import INPUT, Graph
 
 
 def node_label(block: str, params: dict, spec) -> str:
     if spec is not None and spec.canonical is not None:
-        params = spec.canonical(dict(params))
+        try:
+            params = spec.canonical(dict(params))
+        except NascoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug, named
+            raise PluginError(f"block {spec.name!r}'s canonical raised {type(exc).__name__}: {str(exc)[:200]}") \
+                from None
     return f"{spec.name if spec else block}{json.dumps(params, sort_keys=True, default=list)}"
 
 
@@ -31,7 +38,10 @@ def structural_hash(graph: Graph) -> str:
     for i, ref in enumerate(graph.outputs):
         outputs.setdefault(ref.node, []).append(f"{i}:{ref.output}")
     for name, info in analysis.nodes.items():
-        label = node_label(info.block, info.params, info.spec)
+        try:
+            label = node_label(info.block, info.params, info.spec)
+        except NascoreError as err:
+            raise graph._located(err, name) from None
         if name in outputs:
             label += f"->out{outputs[name]}"
         g.add_node(name, label=label)

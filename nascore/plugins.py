@@ -207,15 +207,16 @@ class Registry(Generic[T]):
     def _call(self, impl: pluggy.HookImpl, failures: list[PluginFailure]) -> list[T]:
         try:
             result = impl.function()
+            if result is None:
+                return []
+            if not isinstance(result, Iterable) or isinstance(result, (str, bytes, Mapping)):
+                failures.append(PluginFailure(
+                    impl.plugin_name, f"{self.hook}() returned {type(result).__name__}, expected a list of "
+                    f"{self.item_type.__name__}"))
+                return []
+            result = list(result)  # inside the try: a generator may fail half-way
         except Exception as exc:  # noqa: BLE001 - a raising plugin is reported, the others go on
             failures.append(PluginFailure(impl.plugin_name, f"{self.hook}() raised {type(exc).__name__}: {exc}"))
-            return []
-        if result is None:
-            return []
-        if not isinstance(result, Iterable) or isinstance(result, (str, bytes, Mapping)):
-            failures.append(PluginFailure(
-                impl.plugin_name, f"{self.hook}() returned {type(result).__name__}, expected a list of "
-                f"{self.item_type.__name__}"))
             return []
         good = []
         for item in result:

@@ -123,6 +123,17 @@ class RunDir:
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
 
+    def remove_leftovers(self) -> None:
+        """Hidden temporaries a killed process left (``.name.*.tmp`` files, ``.best.*`` folders); call with the
+        lock held, when nobody else can be writing them."""
+        for path in list(self.path.glob(".*")) + list(self.path.glob("trials/*/.*.tmp")):
+            if path.name in (".lock",) or path.name.startswith(".lock"):
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.name.endswith(".tmp") or ".tmp" in path.name:
+                path.unlink(missing_ok=True)
+
     def unlock(self) -> None:
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import reprlib
 import signal
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from nascore.config import SearchConfig
 from nascore.errors import NascoreError, RunError
 from nascore.rundir import RunDir
 from nascore.space import SearchSpace
+from nascore.strategies import StrategyError
 from nascore.yamlio import atomic_write_text
 
 BUDGET_KINDS = ("trained", "failed")  # what counts towards `trials`; rejected / invalid / duplicate do not
@@ -80,13 +82,17 @@ class Search:
         from nascore.strategies import StrategyContext, make_sampler
 
         config = self.config
-        context = StrategyContext(directions=config.directions, seed=config.seed, workers=config.workers,
-                                  grid=self.space.grid(), options=dict(config.strategy_options))
-        sampler = make_sampler(config.strategy, context)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        return optuna.create_study(study_name=self.run_dir.name, storage=self.run_dir.storage(config),
-                                   sampler=sampler, pruner=self._pruner(), directions=config.directions,
-                                   load_if_exists=True)
+        study = optuna.create_study(study_name=self.run_dir.name, storage=self.run_dir.storage(config),
+                                    sampler=optuna.samplers.RandomSampler(), pruner=self._pruner(),
+                                    directions=config.directions, load_if_exists=True)
+        # On resume the seed moves on by the trials already asked, so the sampler does not replay its first
+        # proposals (they would only come back as duplicates).
+        seed = config.seed + len(study.get_trials(deepcopy=False))
+        context = StrategyContext(directions=config.directions, seed=seed, workers=config.workers,
+                                  grid=self.space.grid(), options=dict(config.strategy_options))
+        study.sampler = make_sampler(config.strategy, context)
+        return study
 
     def _pruner(self):
         import optuna
@@ -114,7 +120,7 @@ class Search:
                 self.study._storage.set_trial_user_attr(t._trial_id, "kind", "interrupted")
                 self.study._storage.set_trial_user_attr(t._trial_id, "reason", "the search stopped while it ran")
                 self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-                if t.params and kind != "duplicate":
+                if kind == "trained":   # it was training; one still being sampled had no complete architecture
                     self.study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
                     self.say(f"[trial {t.number}] was interrupted; its parameters run again")
 
@@ -154,7 +160,6 @@ class Search:
         import ray
 
         from nascore.data import load_dataset
-
         from nascore.evaluators import EVALUATORS
 
         EVALUATORS.get(self.config.evaluator)   # an unknown evaluator fails here, not in every worker
@@ -162,6 +167,7 @@ class Search:
         self.splits_meta = (tuple(splits.input_shape), splits.num_classes)
         del splits
         self.run_dir.lock()
+        self.run_dir.remove_leftovers()
         owns_ray = False
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
@@ -179,6 +185,9 @@ class Search:
         except KeyboardInterrupt:
             self._write_summary("interrupted")
             self.say(f"interrupted: resume with `nascore search --resume {self.run_dir.path}`")
+            raise
+        except BaseException:
+            self._write_summary("crashed")
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
@@ -244,7 +253,12 @@ class Search:
 
         from nascore.hashing import structural_hash
 
-        trial = self.study.ask()
+        try:
+            trial = self.study.ask()
+        except Exception as exc:  # noqa: BLE001 - the sampler (a plugin) failed: end cleanly, saying which
+            self._fail_orphans(f"the sampler raised {type(exc).__name__}")
+            raise StrategyError(f"its sampler raised {type(exc).__name__}: {str(exc)[:200]}",
+                                where=f"strategy {self.config.strategy!r}") from None
         try:
             graph = self.space.sample(trial)
             self._check_data_fit(graph)
@@ -253,6 +267,11 @@ class Search:
             raise
         except NascoreError as err:
             return self._end_early(trial, "invalid", str(err))
+        except Exception as exc:  # noqa: BLE001 - suggest_* calls reach the sampler, a plugin
+            trial.set_user_attr("reason", f"the sampler raised {type(exc).__name__}: {str(exc)[:200]}")
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise StrategyError(f"its sampler raised {type(exc).__name__}: {str(exc)[:200]}",
+                                where=f"strategy {self.config.strategy!r}") from None
         analysis = graph.analyse()
         trial.set_user_attr("params", analysis.params)
         trial.set_user_attr("macs", analysis.macs)
@@ -280,6 +299,16 @@ class Search:
         slot.future = slot.actor.start.remote(graph_doc, train, limits.get("max_latency_ms"),
                                               "latency_ms" in self.config.objectives)
         return True
+
+    def _fail_orphans(self, reason: str) -> None:
+        """Trials Optuna left RUNNING that no worker holds (a failed ask): record them as failed."""
+        import optuna
+
+        held = {s.trial.number for s in self.slots if s.trial is not None}
+        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if t.number not in held:
+                self.study._storage.set_trial_user_attr(t._trial_id, "reason", reason)
+                self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
 
     def _check_data_fit(self, graph) -> None:
         (channels, *_), classes = self.splits_meta
@@ -327,6 +356,10 @@ class Search:
         import optuna
 
         trial = slot.trial
+        accuracy = metrics.get("val_acc") if isinstance(metrics, dict) else None
+        if not isinstance(accuracy, (int, float)) or isinstance(accuracy, bool) or not math.isfinite(accuracy):
+            return self._fail(slot, f"the {self.config.evaluator!r} evaluator reported val_acc="
+                                    f"{reprlib.repr(accuracy)} after epoch {slot.epoch}; expected a finite number")
         slot.history.append({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         trial.set_user_attr("history", slot.history)
         if len(self.config.objectives) == 1:
@@ -358,6 +391,9 @@ class Search:
                    "params": float(info["params"]), "macs": float(info["macs"]),
                    "latency_ms": float(info["latency_ms"])}
         values = [metrics[o] for o in self.config.objectives]
+        bad = [f"{o}={v}" for o, v in zip(self.config.objectives, values) if not math.isfinite(v)]
+        if bad:
+            return self._fail(slot, f"non-finite objective {', '.join(bad)}; the trial's result cannot be ranked")
         trial.set_user_attr("test_acc", metrics["test_acc"])
         trial.set_user_attr("seconds", time.perf_counter() - slot.started)
         self.study.tell(trial, values if len(values) > 1 else values[0])

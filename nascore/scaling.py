@@ -6,8 +6,8 @@ A pure function from graph to graph, like timm's builder: the blocks never see a
 from __future__ import annotations
 
 from nascore.blocks import get_block
-from nascore.errors import NascoreError, ParamError
-from nascore.graph import Graph, ceil_repeats
+from nascore.errors import GraphError, NascoreError, ParamError
+from nascore.graph import MAX_NODES, Graph, ceil_repeats
 from nascore.layers import make_divisible
 
 
@@ -47,19 +47,32 @@ def _scale_width(graph: Graph, width: float, divisor: int) -> None:
 
 
 def _scale_depth(graph: Graph, depth: float) -> None:
+    added: dict[str, list[str]] = {}  # last original node of a stage -> nodes added behind it, in order
     for stage, nodes in graph.stages().items():
         target = ceil_repeats(len(nodes), depth)
         if target < len(nodes):
             for name in reversed(nodes[target:]):
                 graph.remove(name)
             continue
+        if len(graph) + target - len(nodes) > MAX_NODES:
+            raise GraphError(f"depth {depth:g} would make more than {MAX_NODES} nodes", where=f"stage {stage!r}")
         last = nodes[-1]
         template = graph.params(last)
         if get_block(graph.block(last)).param("stride") is not None and (len(nodes) == 1 or "stride" in template):
             template["stride"] = 1
         for i in range(len(nodes), target):
-            name = graph.insert_after(f"{stage}.{i - 1}", f"{stage}.{i}", graph.block(last), **template)
+            name = graph.insert_after(f"{stage}.{i - 1}", f"{stage}.{i}", graph.block(last), reorder=False,
+                                      **template)
             graph.nx.nodes[name]["stage"] = stage
+            added.setdefault(last, []).append(name)
+    if added:  # one reorder at the end: new stage nodes follow their stage, not the end of the graph
+        new = {n for names in added.values() for n in names}
+        order = []
+        for name in graph.nodes:
+            if name not in new:
+                order.append(name)
+                order.extend(added.get(name, ()))
+        graph.reorder(order)
 
 
 __all__ = ["scale"]

@@ -6,6 +6,8 @@ constructor with try/except). Input channels are never a parameter: the builder 
 
 from __future__ import annotations
 
+import math
+import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,16 +98,19 @@ class Param:
         elif t == "strs":
             ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
             value = tuple(value) if ok else value
+        if ok and t is float and not math.isfinite(value):
+            ok = False
         if not ok:
-            raise ParamError(f"got {value!r:.60} ({type(value).__name__}), expected {self.describe()}",
+            raise ParamError(f"got {reprlib.repr(value)} ({type(value).__name__}), expected {self.describe()}",
                              where=f"parameter {self.name!r}")
         if self.choices is not None and value not in self.choices:
-            raise ParamError(f"got {value!r:.60}, expected one of {list(self.choices)}",
+            raise ParamError(f"got {reprlib.repr(value)}, expected one of {list(self.choices)}",
                              where=f"parameter {self.name!r}")
         for v in (value if isinstance(value, tuple) else (value,)):
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 if (self.low is not None and v < self.low) or (self.high is not None and v > self.high):
-                    raise ParamError(f"got {value!r}, expected {self.describe()}", where=f"parameter {self.name!r}")
+                    raise ParamError(f"got {reprlib.repr(value)}, expected {self.describe()}",
+                                     where=f"parameter {self.name!r}")
         return value
 
 
@@ -187,8 +192,8 @@ class BlockSpec:
         for key in given:
             if key not in by_name:
                 known = ", ".join(by_name) or "none"
-                raise ParamError(f"unknown parameter{suggest(key, by_name)}; block {self.name!r} takes: {known}",
-                                 where=f"parameter {key!r}")
+                raise ParamError(f"unknown parameter{suggest(str(key), by_name)}; block {self.name!r} takes: {known}",
+                                 where=f"parameter {reprlib.repr(key)}")
         resolved = {}
         for p in self.params:
             if p.name in given:

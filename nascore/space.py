@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ from nascore.yamlio import read_yaml
 
 SPACE_KEYS = ("name", "description", "graph", "scale", "compound", "search")
 PRIMITIVE = (type(None), bool, int, float, str)
+MAX_GRID_VALUES = 10_000  # a finer axis is treated as continuous: grid search needs a listable space
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 DARTS_OPS = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "max_pool_3x3", "avg_pool_3x3",
              "skip_connect")
@@ -100,6 +102,8 @@ class IntRange(Expr):
         return trial.suggest_int(name, self.low, self.high, step=self.step, log=self.log)
 
     def grid(self, name):
+        if (self.high - self.low) // self.step >= MAX_GRID_VALUES:
+            return None
         return {name: list(range(self.low, self.high + 1, self.step))}
 
     def describe(self):
@@ -117,7 +121,7 @@ class FloatRange(Expr):
         return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
 
     def grid(self, name):
-        if self.step is None:
+        if self.step is None or (self.high - self.low) / self.step >= MAX_GRID_VALUES:
             return None
         n = int(round((self.high - self.low) / self.step))
         return {name: [round(self.low + i * self.step, 10) for i in range(n + 1)]}
@@ -160,6 +164,30 @@ class Genotype(Expr):
         return f"{self.kind} genotype over {', '.join(self.ops)}"
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _plain_value(value: Any, depth: int = 0) -> bool:
+    """What a choice may offer: JSON-like scalars, or short lists of them (a kernel [1, 7])."""
+    if isinstance(value, (bool, int, str)) or value is None:
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, list) and depth < 2 and all(_plain_value(v, depth + 1) for v in value)
+
+
+def _bounds(value: Any) -> tuple[float | None, float | None]:
+    """Smallest and largest number an expression (or plain value) can take; (None, None) if not numeric."""
+    if _finite(value):
+        return float(value), float(value)
+    if isinstance(value, (IntRange, FloatRange)):
+        return float(value.low), float(value.high)
+    if isinstance(value, Choice) and all(_finite(o) for o in value.options):
+        return float(min(value.options)), float(max(value.options))
+    return None, None
+
+
 def _named(expr: Expr, name: Any, where: str) -> Expr:
     if name is None:
         return expr
@@ -196,8 +224,9 @@ def _parse_body(value: Mapping[str, Any], kind: str, allowed: set[str], where: s
     if kind == "choice":
         if not isinstance(body, list) or not body:
             raise SearchSpaceError(f"choice needs a non-empty list, got {body!r:.60}", where=where)
-        if any(isinstance(o, Mapping) for o in body):
-            raise SearchSpaceError("choice options must be plain values", where=where)
+        if not all(_plain_value(o) for o in body):
+            raise SearchSpaceError(f"choice options must be plain values (numbers, strings, booleans, null, or "
+                                   f"lists of them), got {reprlib.repr(body)}", where=where)
         encoded = [o if isinstance(o, PRIMITIVE) else json.dumps(o) for o in body]
         if len(set(map(repr, encoded))) != len(encoded):
             raise SearchSpaceError(f"choice lists a value twice: {body!r:.60}", where=where)
@@ -205,8 +234,11 @@ def _parse_body(value: Mapping[str, Any], kind: str, allowed: set[str], where: s
     if kind in ("int", "float"):
         number = (int,) if kind == "int" else (int, float)
         if (not isinstance(body, list) or len(body) != 2
-                or not all(isinstance(b, number) and not isinstance(b, bool) for b in body)):
-            raise SearchSpaceError(f"{kind} needs [low, high] of {kind}s, got {body!r:.60}", where=where)
+                or not all(isinstance(b, number) and not isinstance(b, bool) and _finite(b) for b in body)):
+            raise SearchSpaceError(f"{kind} needs [low, high] of finite {kind}s, got {reprlib.repr(body)}",
+                                   where=where)
+        if any(abs(b) > 1e15 for b in body):
+            raise SearchSpaceError(f"{kind} range {reprlib.repr(body)} is out of any sensible scale", where=where)
         low, high = body
         if low > high:
             raise SearchSpaceError(f"{kind} range [{low}, {high}] has low > high", where=where)
@@ -215,7 +247,8 @@ def _parse_body(value: Mapping[str, Any], kind: str, allowed: set[str], where: s
             raise SearchSpaceError(f"log must be true/false and needs low > 0, got log={log!r}, low={low}",
                                    where=where)
         step = value.get("step", 1 if kind == "int" else None)
-        if step is not None and (not isinstance(step, number) or isinstance(step, bool) or step <= 0):
+        if step is not None and (not isinstance(step, number) or isinstance(step, bool) or not _finite(step)
+                                 or step <= 0):
             raise SearchSpaceError(f"step must be a positive {kind}, got {step!r}", where=where)
         if log and step not in (None, 1):
             raise SearchSpaceError("log ranges take no step", where=where)
@@ -271,29 +304,21 @@ class NodeTemplate:
         entry.update(own)
         return entry
 
-    def grid(self) -> dict[str, list[Any]] | None:
-        grid: dict[str, list[Any]] = {}
-        exprs = [(f"{self.name}/repeat", self.repeat)] + [(f"{self.name}/{k}", v) for k, v in self.params.items()]
+    def exprs(self) -> list[tuple[str, Any]]:
+        """(parameter path, expression) of everything this node samples, in sampling order."""
+        rows: list[tuple[str, Any]] = []
         if self.block is None:
-            grid[f"{self.name}/block"] = list(self.options)
-            exprs += [(f"{self.name}/{b}/{k}", v) for b, own in self.options.items() for k, v in own.items()]
-        for name, value in exprs:
-            if isinstance(value, Expr):
-                part = _grid(value, name)
-                if part is None:
-                    return None
-                grid.update(part)
-        return grid
+            rows.append((f"{self.name}/block", Choice(tuple(self.options))))
+        rows.append((f"{self.name}/repeat", self.repeat))
+        rows += [(f"{self.name}/{k}", v) for k, v in self.params.items()]
+        rows += [(f"{self.name}/{b}/{k}", v) for b, own in self.options.items() for k, v in own.items()]
+        return [(path, value) for path, value in rows if isinstance(value, Expr)]
 
 
 def _sample(value: Any, trial: Any, name: str) -> Any:
     if not isinstance(value, Expr):
         return value
     return value.sample(trial, value.shared_name or name)
-
-
-def _grid(value: Any, name: str) -> dict[str, list[Any]] | None:
-    return value.grid(value.shared_name or name)
 
 
 # -- the space ------------------------------------------------------------------------------------------------------
@@ -340,9 +365,9 @@ class SearchSpace:
                                        f"{', '.join(SPACE_KEYS)}")
         self.name = doc.get("name", Path(self.source).stem)
         self.description = doc.get("description", "")
-        self.settings: dict[str, Any] = dict(doc.get("search") or {})
-        if not isinstance(doc.get("search", {}) or {}, Mapping):
+        if not isinstance(doc.get("search") or {}, Mapping):
             raise SearchSpaceError("'search' must be a mapping of run settings")
+        self.settings: dict[str, Any] = dict(doc.get("search") or {})
         graph_doc = doc.get("graph")
         if isinstance(graph_doc, Mapping) and set(graph_doc) == {"file"}:
             graph_doc = self._read_base(graph_doc["file"])
@@ -368,7 +393,13 @@ class SearchSpace:
         if not isinstance(scale, Mapping) or set(scale) - {"width", "depth", "resolution"}:
             raise SearchSpaceError(f"'scale' takes width, depth and resolution, got {scale!r:.60}")
         self.scale = {k: parse_expr(v, f"scale/{k}") for k, v in scale.items()}
+        for key, value in self.scale.items():
+            low, high = _bounds(value)
+            if low is None or not 0 < low <= high <= 16:
+                raise SearchSpaceError(f"must be a multiplier (number, range or choice) in (0, 16], got "
+                                       f"{reprlib.repr(scale[key])}", where=f"scale/{key}")
         self.compound = self._parse_compound(doc.get("compound"))
+        self._exprs()   # shared names must agree on their domain
 
     def _read_base(self, file: Any) -> Any:
         if not isinstance(file, str):
@@ -399,6 +430,9 @@ class SearchSpace:
                 raise SearchSpaceError("a block choice lists block names, or maps block names to their own "
                                        "parameters", where=f"{where}: block")
             for option, own in options.items():
+                if not isinstance(option, str):
+                    raise SearchSpaceError(f"block choice options are block names, got {reprlib.repr(option)}",
+                                           where=f"{where}: block")
                 own = own or {}
                 if not isinstance(own, Mapping):
                     raise SearchSpaceError(f"parameters of option {option!r} must be a mapping", where=where)
@@ -426,11 +460,17 @@ class SearchSpace:
             raise SearchSpaceError("'compound' takes phi, alpha, beta and target")
         phi = value.get("phi", 1)
         target = value.get("target", 2.0)
-        for key, v in (("phi", phi), ("target", target)):
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
-                raise SearchSpaceError(f"must be a positive number, got {v!r}", where=f"compound/{key}")
+        for key, v, high in (("phi", phi, 16), ("target", target, 64)):
+            if not _finite(v) or not 0 < v <= high:
+                raise SearchSpaceError(f"must be a number in (0, {high}], got {reprlib.repr(v)}",
+                                       where=f"compound/{key}")
         alpha = parse_expr(value.get("alpha", 1.2), "compound/alpha")
         beta = parse_expr(value.get("beta", 1.1), "compound/beta")
+        for key, expr in (("alpha", alpha), ("beta", beta)):
+            low, high = _bounds(expr)
+            if low is None or not 1.0 <= low <= high <= 4.0:
+                raise SearchSpaceError(f"must be a number, range or choice of numbers in [1, 4], got "
+                                       f"{reprlib.repr(value.get(key))}", where=f"compound/{key}")
         return Compound(float(phi), alpha, beta, float(target))
 
     # sampling ------------------------------------------------------------------------------------------------------
@@ -457,7 +497,11 @@ class SearchSpace:
             side = None
             if resolution is not None:
                 side = tuple(max(1, int(round(d * resolution))) for d in graph.input_shape[1:])
-            graph = graph.scale(width=scaling.get("width", 1.0), depth=scaling.get("depth", 1.0), resolution=side)
+            try:
+                graph = graph.scale(width=scaling.get("width", 1.0), depth=scaling.get("depth", 1.0),
+                                    resolution=side)
+            except NascoreError as err:
+                raise err.located(f"{self.source} (sample)") from None
         graph.analyse()
         return graph
 
@@ -467,53 +511,35 @@ class SearchSpace:
 
         return self.sample(optuna.trial.FixedTrial(dict(params)))
 
+    def _exprs(self) -> list[tuple[str, Expr]]:
+        """(parameter name, expression) of every searchable value, in sampling order; shared names once."""
+        rows: dict[str, Expr] = {}
+        paths = [p for node in self.nodes for p in node.exprs()]
+        paths += [(f"scale/{k}", v) for k, v in self.scale.items() if isinstance(v, Expr)]
+        if self.compound is not None:
+            paths += [(f"compound/{k}", getattr(self.compound, k)) for k in ("alpha", "beta")
+                      if isinstance(getattr(self.compound, k), Expr)]
+        for path, expr in paths:
+            name = expr.shared_name or path
+            if name in rows and rows[name] != expr:
+                raise SearchSpaceError(f"the shared name {name!r} is used for {rows[name].describe()} and for "
+                                       f"{expr.describe()}; a shared choice must have one domain", where=path)
+            rows.setdefault(name, expr)
+        return list(rows.items())
+
     def grid(self) -> dict[str, list[Any]] | None:
-        """Every parameter's finite values, or None when some parameter is continuous."""
+        """Every parameter's finite values, or None when some parameter is continuous (or too finely divided)."""
         grid: dict[str, list[Any]] = {}
-        for node in self.nodes:
-            part = node.grid()
+        for name, expr in self._exprs():
+            part = expr.grid(name)
             if part is None:
                 return None
             grid.update(part)
-        for key, value in self.scale.items():
-            if isinstance(value, Expr):
-                part = _grid(value, f"scale/{key}")
-                if part is None:
-                    return None
-                grid.update(part)
-        if self.compound is not None:
-            for key in ("alpha", "beta"):
-                value = getattr(self.compound, key)
-                if isinstance(value, Expr):
-                    part = _grid(value, f"compound/{key}")
-                    if part is None:
-                        return None
-                    grid.update(part)
         return grid
 
     def describe(self) -> list[tuple[str, str]]:
         """(parameter name, domain) for every searchable value, in sampling order; shared names once."""
-        rows: dict[str, str] = {}
-
-        def add(path: str, value: Any) -> None:
-            if isinstance(value, Expr):
-                rows.setdefault(value.shared_name or path, value.describe())
-
-        for node in self.nodes:
-            if node.block is None:
-                rows[f"{node.name}/block"] = "choice of " + ", ".join(node.options)
-            add(f"{node.name}/repeat", node.repeat)
-            for k, v in node.params.items():
-                add(f"{node.name}/{k}", v)
-            for b, own in node.options.items():
-                for k, v in own.items():
-                    add(f"{node.name}/{b}/{k}", v)
-        for k, v in self.scale.items():
-            add(f"scale/{k}", v)
-        if self.compound is not None:
-            add("compound/alpha", self.compound.alpha)
-            add("compound/beta", self.compound.beta)
-        return list(rows.items())
+        return [(name, expr.describe()) for name, expr in self._exprs()]
 
 
 __all__ = ["SearchSpace", "Choice", "IntRange", "FloatRange", "Genotype", "parse_expr"]

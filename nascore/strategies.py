@@ -127,6 +127,14 @@ def make_sampler(name: str, context: StrategyContext | None = None) -> "optuna.s
         raise err.located(f"strategy {spec.name!r}") from None
     except ValueError as err:  # optuna rejects an argument (e.g. NSGA-II population < 2)
         raise StrategyError(str(err), where=f"strategy {spec.name!r}") from None
+    except Exception as exc:  # noqa: BLE001 - a plugin's bug, named
+        raise StrategyError(f"its sampler factory raised {type(exc).__name__}: {str(exc)[:200]}",
+                            where=f"strategy {spec.name!r}") from None
+    import optuna
+
+    if not isinstance(sampler, optuna.samplers.BaseSampler):
+        raise StrategyError(f"its factory returned {type(sampler).__name__}, expected an optuna sampler",
+                            where=f"strategy {spec.name!r}")
     return sampler
 
 

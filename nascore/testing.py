@@ -6,10 +6,9 @@ applies the MAC rules of :mod:`nascore.costs` to the aten operations actually ex
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
-
-import math
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode

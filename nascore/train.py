@@ -32,7 +32,14 @@ import torch.nn.functional as F
 
 from nascore.compiler import set_drop_path
 from nascore.data import Splits, TensorSplit
-from nascore.errors import DataError, NascoreError, ParamError, RunError, ShapeError, suggest
+from nascore.errors import (
+    DataError,
+    NascoreError,
+    ParamError,
+    RunError,
+    ShapeError,
+    suggest,
+)
 from nascore.schema import Param
 
 

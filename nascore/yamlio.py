@@ -24,7 +24,10 @@ def read_yaml(path: str | Path, error: type[NascoreError] = DocumentError) -> An
     """Parse a YAML file safely; a missing, unreadable, non-UTF-8 or malformed file is a clear error."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        if path.exists() and not path.is_file() and not path.is_dir():
+            raise error("is not a regular file (a device or a pipe?); expected a YAML file", where=str(path))
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)  # bounded: never read an endless stream whole
     except FileNotFoundError:
         raise error("file not found", where=str(path)) from None
     except IsADirectoryError:
@@ -32,7 +35,7 @@ def read_yaml(path: str | Path, error: type[NascoreError] = DocumentError) -> An
     except OSError as exc:
         raise error(f"cannot read: {exc.strerror}", where=str(path)) from None
     if len(raw) > MAX_BYTES:
-        raise error(f"is {len(raw)} bytes, expected at most {MAX_BYTES}", where=str(path))
+        raise error(f"is larger than {MAX_BYTES} bytes, expected a small YAML document", where=str(path))
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -53,6 +56,8 @@ def parse_yaml(text: str, source: str = "<string>", error: type[NascoreError] = 
         raise error(f"invalid YAML: {exc}", where=source) from None
     except RecursionError:
         raise error("invalid YAML: nested too deeply", where=source) from None
+    except (ValueError, OverflowError) as exc:  # e.g. an integer of more than 4300 digits
+        raise error(f"invalid YAML value: {str(exc)[:120]}", where=source) from None
 
 
 def _check_expansion(data: Any, source: str, error: type[NascoreError]) -> None:

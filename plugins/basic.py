@@ -8,12 +8,20 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from nascore_plugins import common
 
 from nascore import MANY, Arity, BlockSpec, Param, hookimpl
 from nascore.costs import Tally, infer_with, same_shapes, same_spatial
 from nascore.errors import ShapeError
-from nascore.layers import ConvNormAct, SqueezeExcite, act_params, channel_shuffle, make_act, make_divisible, make_norm
-from nascore_plugins import common
+from nascore.layers import (
+    ConvNormAct,
+    SqueezeExcite,
+    act_params,
+    channel_shuffle,
+    make_act,
+    make_divisible,
+    make_norm,
+)
 
 # -- convolutions ---------------------------------------------------------------------------------------------------
 
@@ -33,7 +41,7 @@ CONV = BlockSpec(
     params=(common.out(), common.kernel(3), common.stride(),
             Param("padding", "pair", None, "padding (default: keeps the size at stride 1)", low=0, high=64),
             Param("dilation", int, 1, "dilation rate", low=1, high=64),
-            Param("groups", int, 1, "convolution groups (channels must divide)", low=1),
+            Param("groups", int, 1, "convolution groups (channels must divide)", low=1, high=1 << 16),
             common.norm(), common.act(),
             Param("bias", bool, None, "convolution bias (default: only without a norm)")),
     doc="Convolution, normalisation, activation: the unit every block is made of.",
@@ -116,7 +124,7 @@ NORM_ACT = BlockSpec(
 
 # -- pooling and heads ----------------------------------------------------------------------------------------------
 
-_POOL_PARAMS = (common.kernel(3, "pooling window"), Param("stride", int, None, "stride (default: the kernel)", low=1),
+_POOL_PARAMS = (common.kernel(3, "pooling window"), Param("stride", int, None, "stride (default: the kernel)", low=1, high=64),
                 Param("padding", "pair", 0, "padding", low=0), Param("ceil_mode", bool, False, "round sizes up"))
 
 
@@ -208,7 +216,8 @@ def _linear_infer(in_shapes, out, bias):
 
 LINEAR = BlockSpec(
     name="linear", aliases=("classifier", "fc"), module=_linear, infer=_linear_infer,
-    params=(Param("out", int, 1000, "output features (classes)", low=1), Param("bias", bool, True, "add a bias")),
+    params=(Param("out", int, 1000, "output features (classes)", low=1, high=1 << 20),
+            Param("bias", bool, True, "add a bias")),
     doc="Fully-connected layer on a flat vector: the classifier head.", paper="",
 )
 
@@ -308,7 +317,7 @@ def _shuffle_infer(in_shapes, groups):
 
 SHUFFLE = BlockSpec(
     name="channel_shuffle", module=ChannelShuffle, infer=_shuffle_infer,
-    params=(Param("groups", int, 2, "groups to interleave", low=1),),
+    params=(Param("groups", int, 2, "groups to interleave", low=1, high=1 << 16),),
     doc="Channel shuffle: let information cross convolution groups.",
     paper="ShuffleNet (Zhang et al. 2018)",
 )
@@ -364,7 +373,7 @@ def _se_infer(in_shapes, ratio, divisor, act, gate):
 SE = BlockSpec(
     name="se", aliases=("squeeze_excite",), module=_se, infer=_se_infer,
     params=(Param("ratio", float, 0.0625, "reduction: squeeze channels = ratio x channels", low=0.001, high=1.0),
-            Param("divisor", int, 8, "round squeeze channels to a multiple of this (1: truncate)", low=1),
+            Param("divisor", int, 8, "round squeeze channels to a multiple of this (1: truncate)", low=1, high=256),
             common.act("relu"), common.act("sigmoid", "gate", "gating activation")),
     doc="Squeeze-and-Excitation: reweight channels by a gate computed from their global average.",
     paper="Squeeze-and-Excitation Networks (Hu et al. 2018)",

@@ -13,13 +13,13 @@ from typing import List
 
 import torch
 import torch.nn as nn
+from nascore_plugins import common
 
 from nascore import SEVERAL, BlockSpec, Param, hookimpl
 from nascore.costs import Tally, fmt_shape, same_shapes
 from nascore.errors import ParamError, ShapeError, suggest
 from nascore.layers import DropPath
 from nascore.schema import REQUIRED
-from nascore_plugins import common
 
 # -- shared operations ----------------------------------------------------------------------------------------------
 

@@ -17,7 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from nascore import Param, hookimpl
-from nascore.data import DatasetSpec, Splits, TensorSplit, channel_stats, load_pickle, stratified_split
+from nascore.data import (
+    DatasetSpec,
+    Splits,
+    TensorSplit,
+    channel_stats,
+    load_pickle,
+    stratified_split,
+)
 from nascore.errors import DataError
 
 
@@ -47,7 +54,9 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
         if path.is_file():
             table = np.loadtxt(path, delimiter=",")
             return table[:, :-1], table[:, -1].astype(np.int64)
-    from sklearn.datasets import load_digits as sk_load_digits  # pragma: no cover - other layouts
+    from sklearn.datasets import (
+        load_digits as sk_load_digits,  # pragma: no cover - other layouts
+    )
 
     data = sk_load_digits()  # pragma: no cover
     return data.data, data.target.astype(np.int64)  # pragma: no cover

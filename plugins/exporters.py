@@ -23,7 +23,13 @@ import torch
 import torch.nn as nn
 
 from nascore.errors import ExportError
-from nascore.exporting import EXAMPLE_SEED, ExporterSpec, compare_outputs, flatten_outputs, output_names
+from nascore.exporting import (
+    EXAMPLE_SEED,
+    ExporterSpec,
+    compare_outputs,
+    flatten_outputs,
+    output_names,
+)
 from nascore.graph import Graph
 from nascore.hookspec import hookimpl
 

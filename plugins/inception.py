@@ -10,11 +10,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from nascore_plugins import common
 
 from nascore import BlockSpec, Param, hookimpl
 from nascore.costs import infer_with, same_spatial
 from nascore.layers import ConvNormAct, DropPath
-from nascore_plugins import common
 
 V1_PAPER = "Going Deeper with Convolutions (Szegedy et al. 2015)"
 V3_PAPER = "Rethinking the Inception Architecture for Computer Vision (Szegedy et al. 2016)"

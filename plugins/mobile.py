@@ -10,16 +10,19 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from nascore_plugins import common
 
 from nascore import BlockSpec, Param, hookimpl
 from nascore.costs import infer_with
 from nascore.errors import ShapeError
-from nascore.layers import ConvNormAct, DropPath, SqueezeExcite, channel_shuffle, make_divisible
+from nascore.layers import (
+    ConvNormAct,
+    DropPath,
+    SqueezeExcite,
+    channel_shuffle,
+    make_divisible,
+)
 from nascore.schema import REQUIRED
-from nascore_plugins import common
-
-
-
 
 # -- inverted residuals ---------------------------------------------------------------------------------------------
 

@@ -13,12 +13,12 @@ from typing import List
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from nascore_plugins import common
 
 from nascore import LIST, BlockSpec, Param, hookimpl
 from nascore.costs import Tally, fmt_shape
 from nascore.errors import ShapeError
 from nascore.layers import ConvNormAct
-from nascore_plugins import common
 
 
 def _out(default: int, doc: str = "output channels") -> Param:

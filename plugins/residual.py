@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from nascore_plugins import common
 
 from nascore import BlockSpec, Param, hookimpl
 from nascore.costs import Tally, infer_with
 from nascore.errors import ShapeError
-from nascore.layers import ConvNormAct, DropPath, SqueezeExcite, act_params, make_act, make_divisible, make_norm
-from nascore_plugins import common
+from nascore.layers import (
+    ConvNormAct,
+    DropPath,
+    SqueezeExcite,
+    act_params,
+    make_act,
+    make_divisible,
+    make_norm,
+)
 
 
 def _se_channels(channels: int, ratio: float) -> int:
@@ -149,9 +157,10 @@ BASIC = BlockSpec(
 BOTTLENECK = BlockSpec(
     name="resnet_bottleneck", aliases=("bottleneck", "resnext"), module=Bottleneck, infer=infer_with(Bottleneck),
     params=(common.out("output channels (expansion x planes: 256/512/1024/2048 in ResNet-50)"), common.stride(),
-            Param("groups", int, 1, "groups of the 3x3 convolution (ResNeXt cardinality)", low=1),
+            Param("groups", int, 1, "groups of the 3x3 convolution (ResNeXt cardinality)", low=1,
+                  high=1 << 12),
             Param("base_width", int, 64, "width per group: 3x3 width = int(planes x base_width/64) x groups",
-                  low=1),
+                  low=1, high=1 << 12),
             Param("expansion", int, 4, "output channels / planes", low=1, high=16),
             common.se_ratio(0.0, _SE_DOC), common.act(), common.drop_path()),
     doc="ResNet bottleneck block: 1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand, shortcut (ResNet-50+).",
@@ -221,8 +230,10 @@ RES2NET = BlockSpec(
     name="res2net", aliases=("bottle2neck",), module=Res2NetBlock, infer=infer_with(Res2NetBlock),
     params=(common.out("output channels (4 x planes)"), common.stride(),
             Param("scale", int, 4, "number of channel splits s in the hierarchical 3x3 stage", low=1, high=16),
-            Param("base_width", int, 26, "width per split: int(planes x base_width/64) x groups", low=1),
-            Param("groups", int, 1, "groups of each split's 3x3 convolution (Res2NeXt cardinality)", low=1),
+            Param("base_width", int, 26, "width per split: int(planes x base_width/64) x groups", low=1,
+                  high=1 << 12),
+            Param("groups", int, 1, "groups of each split's 3x3 convolution (Res2NeXt cardinality)",
+                  low=1, high=1 << 12),
             common.se_ratio(0.0, _SE_DOC), common.act(), common.drop_path()),
     doc="Res2Net bottleneck: hierarchical 3x3 convolutions across channel splits for multi-scale features.",
     paper="Res2Net: A New Multi-scale Backbone Architecture (Gao et al. 2019)",

@@ -120,16 +120,20 @@ def test_sigkill_then_resume_keeps_completed_and_reruns_in_flight(local_ray, tmp
     proc.wait()
     study, before = _states(run_dir)
     completed_before = {t.number: t.values for t in before if t.state == optuna.trial.TrialState.COMPLETE}
-    in_flight = {t.number: t.params for t in before if t.state == optuna.trial.TrialState.RUNNING}
+    in_flight = {t.number: (t.params, t.user_attrs.get("kind")) for t in before
+                 if t.state == optuna.trial.TrialState.RUNNING}
 
     search(resume=run_dir, progress=None)
     study, after = _states(run_dir)
     for number, values in completed_before.items():          # kept, untouched
         assert after[number].state == optuna.trial.TrialState.COMPLETE and after[number].values == values
-    for number, params in in_flight.items():                 # marked interrupted, and run again
+    for number, (params, kind) in in_flight.items():         # marked interrupted; if it was training, run again
         assert after[number].user_attrs["kind"] == "interrupted"
         retry = [t for t in after if t.user_attrs.get("retry_of") == number]
-        assert len(retry) == 1 and retry[0].params == params
+        if kind == "trained":
+            assert len(retry) == 1 and retry[0].params == params
+        else:                                                # killed while being sampled: nothing to re-run
+            assert not retry
     trained = [t for t in after if t.user_attrs.get("kind") in ("trained", "failed")]
     assert len(trained) == 6                                 # the budget, exactly
     assert not any(t.user_attrs.get("retry_of") in completed_before for t in after)   # none run twice

@@ -141,7 +141,7 @@ def test_nb201_isomorphic_cells_hash_the_same():
     ("- {name: a, block: conv_bn_act, out: {choice: []}}", SearchSpaceError, "non-empty list"),
     ("- {name: a, block: conv_bn_act, out: {int: [32, 8]}}", SearchSpaceError, "low > high"),
     ("- {name: a, block: conv_bn_act, out: {int: [8, 32], step: 0}}", SearchSpaceError, "positive int"),
-    ("- {name: a, block: conv_bn_act, out: {int: [8.5, 32]}}", SearchSpaceError, "[low, high] of ints"),
+    ("- {name: a, block: conv_bn_act, out: {int: [8.5, 32]}}", SearchSpaceError, "[low, high] of finite ints"),
     ("- {name: a, block: conv_bn_act, out: {float: [0, 1], log: true}}", SearchSpaceError, "low > 0"),
     ("- {name: a, block: conv_bn_act, out: {float: [0, 1], step: 0.3}}", SearchSpaceError, "does not divide"),
     ("- {name: a, block: conv_bn_act, out: {choice: [8, 16], int: [1, 2]}}", SearchSpaceError, "one of choice"),
