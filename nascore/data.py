@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from nascore.errors import DataError, NascoreError, suggest
 from nascore.plugins import Registry
 from nascore.schema import Param
+from nascore.yamlio import read_bytes
 
 
 class TensorSplit(Dataset):
@@ -273,6 +274,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+MAX_PICKLE_BYTES = 1 << 30  # CIFAR's batches are 30-160 MB
+
+
 def load_pickle(path: str | Path, encoding: str = "bytes") -> Any:
     """Unpickle a data file allowing only numpy arrays and plain values (never ``pickle.load`` on a user file).
 
@@ -280,12 +284,7 @@ def load_pickle(path: str | Path, encoding: str = "bytes") -> Any:
     naming the path.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError("file not found", where=str(path)) from None
-    except OSError as exc:
-        raise DataError(f"cannot read: {exc.strerror or exc}", where=str(path)) from None
+    raw = read_bytes(path, DataError, MAX_PICKLE_BYTES, "pickled data batch")
     try:
         return _RestrictedUnpickler(io.BytesIO(raw), str(path), encoding=encoding).load()
     except DataError:

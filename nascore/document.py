@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nascore.errors import DocumentError, GraphError, NascoreError, suggest
+from nascore.errors import DocumentError, GraphError, NascoreError
 from nascore.graph import INPUT, Graph, Ref, check_name
 from nascore.schema import RESERVED_KEYS
-from nascore.yamlio import atomic_write_text, dump_yaml, read_yaml
+from nascore.yamlio import atomic_write_text, check_mapping, dump_yaml, read_yaml
 
 TOP_KEYS = ("name", "description", "input", "nodes", "outputs", "meta")
 MAX_REPEAT = 1000
@@ -51,12 +51,7 @@ def graph_from_dict(doc: Any, source: str = "<dict>") -> Graph:
 
 
 def _from_dict(doc: Any, source: str) -> Graph:
-    if not isinstance(doc, Mapping):
-        raise DocumentError(f"expected a mapping with keys {', '.join(TOP_KEYS)}, got {type(doc).__name__}")
-    for key in doc:
-        if key not in TOP_KEYS:
-            raise DocumentError(f"unknown top-level key {key!r}{suggest(str(key), TOP_KEYS)}; "
-                                f"expected {', '.join(TOP_KEYS)}")
+    check_mapping(doc, TOP_KEYS, DocumentError)
     name = doc.get("name", Path(source).stem if source != "<dict>" else "graph")
     if not isinstance(name, str):
         raise DocumentError(f"'name' must be a string, got {name!r:.40}")

@@ -42,6 +42,7 @@ import torch.nn as nn
 from nascore.errors import ChecksumError, ExportError, NascoreError
 from nascore.graph import Graph
 from nascore.plugins import Registry
+from nascore.yamlio import read_bytes
 
 MANIFEST = "manifest.json"
 GRAPH_FILE = "graph.yaml"
@@ -638,12 +639,9 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
     if not folder.is_dir():
         raise ExportError("no such export folder", where=str(folder))
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ExportError("file not found: not a nascore export (or an unfinished one)", where=str(path)) from None
-    except OSError as exc:
-        raise ExportError(f"cannot read: {exc.strerror}", where=str(path)) from None
+    if not path.exists():
+        raise ExportError("file not found: not a nascore export (or an unfinished one)", where=str(path))
+    raw = read_bytes(path, ExportError, 16 << 20, "manifest")
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:

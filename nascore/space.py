@@ -39,7 +39,7 @@ from nascore.document import TOP_KEYS, graph_from_dict
 from nascore.errors import NascoreError, SearchSpaceError, suggest
 from nascore.graph import Graph
 from nascore.schema import RESERVED_KEYS
-from nascore.yamlio import read_yaml
+from nascore.yamlio import check_mapping, read_yaml
 
 SPACE_KEYS = ("name", "description", "graph", "scale", "compound", "search")
 PRIMITIVE = (type(None), bool, int, float, str)
@@ -357,12 +357,7 @@ class SearchSpace:
     # parsing -------------------------------------------------------------------------------------------------------
 
     def _parse(self, doc: Any) -> None:
-        if not isinstance(doc, Mapping):
-            raise SearchSpaceError(f"expected a mapping with keys {', '.join(SPACE_KEYS)}, got {type(doc).__name__}")
-        for key in doc:
-            if key not in SPACE_KEYS:
-                raise SearchSpaceError(f"unknown top-level key {key!r}{suggest(str(key), SPACE_KEYS)}; expected "
-                                       f"{', '.join(SPACE_KEYS)}")
+        check_mapping(doc, SPACE_KEYS, SearchSpaceError)
         self.name = doc.get("name", Path(self.source).stem)
         self.description = doc.get("description", "")
         if not isinstance(doc.get("search") or {}, Mapping):

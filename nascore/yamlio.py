@@ -5,13 +5,15 @@ Only ``yaml.safe_load`` (C loader when available) ever parses user files; errors
 
 from __future__ import annotations
 
+import reprlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from nascore.atomic import atomic_write_text  # noqa: F401 - re-exported: documents are written atomically
-from nascore.errors import DocumentError, NascoreError
+from nascore.errors import DocumentError, NascoreError, suggest
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -20,27 +22,42 @@ MAX_NODES = 1_000_000  # values after alias expansion: a "billion laughs" docume
 MAX_DEPTH = 64         # nesting; deeper documents would exhaust the recursion of whatever consumes them
 
 
-def read_yaml(path: str | Path, error: type[NascoreError] = DocumentError) -> Any:
-    """Parse a YAML file safely; a missing, unreadable, non-UTF-8 or malformed file is a clear error."""
+def read_bytes(path: str | Path, error: type[NascoreError], limit: int = MAX_BYTES, what: str = "file") -> bytes:
+    """A user's file, read whole but bounded; missing, unreadable, special or oversized files are ``error``s."""
     path = Path(path)
     try:
         if path.exists() and not path.is_file() and not path.is_dir():
-            raise error("is not a regular file (a device or a pipe?); expected a YAML file", where=str(path))
+            raise error(f"is not a regular file (a device or a pipe?); expected a {what}", where=str(path))
         with path.open("rb") as fh:
-            raw = fh.read(MAX_BYTES + 1)  # bounded: never read an endless stream whole
+            raw = fh.read(limit + 1)  # bounded: never read an endless stream whole
     except FileNotFoundError:
         raise error("file not found", where=str(path)) from None
     except IsADirectoryError:
-        raise error("is a directory, expected a YAML file", where=str(path)) from None
+        raise error(f"is a directory, expected a {what}", where=str(path)) from None
     except OSError as exc:
-        raise error(f"cannot read: {exc.strerror}", where=str(path)) from None
-    if len(raw) > MAX_BYTES:
-        raise error(f"is larger than {MAX_BYTES} bytes, expected a small YAML document", where=str(path))
+        raise error(f"cannot read: {exc.strerror or exc}", where=str(path)) from None
+    if len(raw) > limit:
+        raise error(f"is larger than {limit} bytes, expected a {what} of at most that", where=str(path))
+    return raw
+
+
+def read_yaml(path: str | Path, error: type[NascoreError] = DocumentError) -> Any:
+    """Parse a YAML file safely; a missing, unreadable, non-UTF-8 or malformed file is a clear error."""
+    raw = read_bytes(path, error, MAX_BYTES, "YAML file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(f"is not UTF-8 text (byte {exc.start})", where=str(path)) from None
     return parse_yaml(text, str(path), error)
+
+
+def check_mapping(doc: Any, keys: tuple[str, ...], error: type[NascoreError], what: str = "top-level key") -> None:
+    """``doc`` must be a mapping whose keys are among ``keys``; the error suggests the closest known key."""
+    if not isinstance(doc, Mapping):
+        raise error(f"expected a mapping with keys {', '.join(keys)}, got {type(doc).__name__}")
+    for key in doc:
+        if key not in keys:
+            raise error(f"unknown {what} {reprlib.repr(key)}{suggest(str(key), keys)}; expected {', '.join(keys)}")
 
 
 def parse_yaml(text: str, source: str = "<string>", error: type[NascoreError] = DocumentError) -> Any:
