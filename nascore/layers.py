@@ -86,8 +86,11 @@ class ConvNormAct(nn.Sequential):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, pair(kernel), stride, padding, dilation, groups,
                               bias=(norm == "none") if bias is None else bias)
-        self.norm = make_norm(norm, out_channels)
-        self.act = make_act(act)
+        # Parts that are off are left out, not kept as Identity: a module call per layer is measurable at batch 1.
+        if norm != "none":
+            self.norm = make_norm(norm, out_channels)
+        if act != "none":
+            self.act = make_act(act)
 
     @staticmethod
     def tally(t: Tally, shape: Shape, out_channels: int, kernel: int | tuple[int, int] = 1, stride: int = 1,

@@ -61,7 +61,7 @@ class TrialWorker:
         self.started = time.perf_counter()
         graph = graph_from_dict(graph_doc, "trial graph")
         torch.manual_seed(int(train.get("seed", 0)))
-        model = graph.build()
+        model = graph.build(drop_path_rate=train.get("drop_path") or None)  # ScheduledDropPath grows it in training
         data_side = tuple(self.splits.input_shape[1:])
         if tuple(graph.input_shape[1:]) != data_side:
             model = Resize(model, tuple(graph.input_shape[1:]))
