@@ -52,7 +52,10 @@ def structural_hash(graph: Graph) -> str:
         for src, labels in slots.items():
             g.add_edge(src, name, label="|".join(labels))
     depth = nx.dag_longest_path_length(g) + 1
-    with warnings.catch_warnings():  # networkx 3.5 notes that directed hashes changed; ours are never stored across
+    # networkx 3.5 warns that directed hashes changed in 3.5. Hashes are stored in a run's study and in retrain
+    # checkpoints; across a networkx upgrade a resumed run would only fail to recognise an earlier duplicate (and
+    # train it again), and a retrain resume would refuse the checkpoint, naming both hashes.
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         wl = nx.weisfeiler_lehman_graph_hash(g, node_attr="label", edge_attr="label", iterations=depth,
                                              digest_size=16)
