@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nascore.errors import ShapeError
-from nascore.schema import Shape
+from nascore.schema import Inference, Shape
 
 
 def pair(value: int | Sequence[int]) -> tuple[int, int]:
@@ -133,8 +133,6 @@ class Tally:
 
     def result(self, **outputs: Shape):
         """Finish: ``tally.result(out=shape)`` or several named outputs, in the order the module returns them."""
-        from nascore.schema import Inference
-
         return Inference(outputs=outputs, params=self.params, macs=self.macs)
 
 

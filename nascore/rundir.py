@@ -127,11 +127,11 @@ class RunDir:
         """Hidden temporaries a killed process left (``.name.*.tmp`` files, ``.best.*`` folders); call with the
         lock held, when nobody else can be writing them."""
         for path in list(self.path.glob(".*")) + list(self.path.glob("trials/*/.*.tmp")):
-            if path.name in (".lock",) or path.name.startswith(".lock"):
+            if path.name == ".lock":
                 continue
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
-            elif path.name.endswith(".tmp") or ".tmp" in path.name:
+            elif ".tmp" in path.name:
                 path.unlink(missing_ok=True)
 
     def unlock(self) -> None:

@@ -117,9 +117,7 @@ class Search:
             if t.state == optuna.trial.TrialState.COMPLETE and kind == "trained":
                 self.hash_owner.setdefault(t.user_attrs.get("hash", ""), t.number)
             if t.state == optuna.trial.TrialState.RUNNING:
-                self.study._storage.set_trial_user_attr(t._trial_id, "kind", "interrupted")
-                self.study._storage.set_trial_user_attr(t._trial_id, "reason", "the search stopped while it ran")
-                self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+                self._fail_stored(t, "the search stopped while it ran", kind="interrupted")
                 if kind == "trained":   # it was training; one still being sampled had no complete architecture
                     self.study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
                     self.say(f"[trial {t.number}] was interrupted; its parameters run again")
@@ -307,8 +305,16 @@ class Search:
         held = {s.trial.number for s in self.slots if s.trial is not None}
         for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             if t.number not in held:
-                self.study._storage.set_trial_user_attr(t._trial_id, "reason", reason)
-                self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+                self._fail_stored(t, reason)
+
+    def _fail_stored(self, t, reason: str, kind: str | None = None) -> None:
+        """Fail a RUNNING trial known only from storage (no live Trial object), recording why."""
+        import optuna
+
+        for key, value in (("kind", kind), ("reason", reason)):
+            if value is not None:
+                self.study._storage.set_trial_user_attr(t._trial_id, key, value)
+        self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
 
     def _check_data_fit(self, graph) -> None:
         (channels, *_), classes = self.splits_meta

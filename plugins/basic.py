@@ -298,11 +298,15 @@ CONCAT = BlockSpec(name="concat", aliases=("cat",), module=Concat, infer=_concat
 # -- channel and spatial rearrangement ------------------------------------------------------------------------------
 
 
+def _check_shuffle(channels: int, groups: int) -> None:
+    if channels % groups:
+        raise ShapeError(f"channel_shuffle with groups={groups} needs channels divisible by it, got {channels}")
+
+
 class ChannelShuffle(nn.Module):
     def __init__(self, in_channels, groups):
         super().__init__()
-        if in_channels % groups:
-            raise ShapeError(f"channel_shuffle with groups={groups} needs channels divisible by it, got {in_channels}")
+        _check_shuffle(in_channels, groups)
         self.groups = groups
 
     def forward(self, x):
@@ -310,8 +314,7 @@ class ChannelShuffle(nn.Module):
 
 
 def _shuffle_infer(in_shapes, groups):
-    if in_shapes[0][0] % groups:
-        raise ShapeError(f"channel_shuffle with groups={groups} needs channels divisible by it, got {in_shapes[0][0]}")
+    _check_shuffle(in_shapes[0][0], groups)
     return Tally().result(out=in_shapes[0])
 
 
