@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/nascore ]; then
     python3 -m venv .venv
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet torch==2.13.0      # first, pinned: the CPU build on local disk
-    .venv/bin/python -m pip install --quiet -e ".[all]"
+    # Exactly the versions the test suite last passed with (constraints.txt); torch first, pinned, so pip takes
+    # the CPU build on local disk instead of a multi-GB CUDA one.
+    .venv/bin/python -m pip install --quiet -c constraints.txt torch==2.13.0
+    .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[all]"
 fi
 
 rm -rf out/best-model

@@ -325,6 +325,8 @@ def export_command(source, out, formats, input_shape, trial, overwrite) -> None:
                   overwrite=overwrite)
     manifest = read_manifest(path)
     click.echo(f"exported {', '.join(sorted(manifest['files']))} to {path}")
+    for name, reason in manifest.get("skipped_formats", {}).items():
+        click.echo(f"skipped format {name}: {reason}", err=True)
 
 
 @main.command("verify")

@@ -421,9 +421,20 @@ def load_state(model: nn.Module, weights: Mapping[str, torch.Tensor], where: str
 # -- export ---------------------------------------------------------------------------------------------------------
 
 
-def _pick_formats(formats: str | Iterable[str] | None) -> list[ExporterSpec]:
+def _pick_formats(formats: str | Iterable[str] | None) -> tuple[list[ExporterSpec], dict[str, str]]:
+    """The formats to write, and the default formats left out because a module they need is missing (name ->
+    what to install). A format asked for by name that cannot be written is an error, never a silent skip."""
+    skipped: dict[str, str] = {}
     if formats is None:
-        specs = [spec for _, spec in EXPORTERS.items() if spec.default and spec.available]
+        specs = []
+        for _, spec in EXPORTERS.items():
+            if not spec.default:
+                continue
+            missing = spec.missing()
+            if missing:
+                skipped[spec.name] = f"needs {', '.join(missing)}: `{spec.install_hint}`"
+            else:
+                specs.append(spec)
     else:
         names = [f.strip() for f in formats.split(",")] if isinstance(formats, str) else [str(f) for f in formats]
         specs = [EXPORTERS.get(n) for n in names if n]
@@ -447,7 +458,7 @@ def _pick_formats(formats: str | Iterable[str] | None) -> list[ExporterSpec]:
         if spec.filename in seen:
             raise ExportError(f"formats {seen[spec.filename]} and {spec.name} both write {spec.filename!r}")
         seen[spec.filename] = spec.name
-    return specs
+    return specs, skipped
 
 
 def _check_target(out: Path, overwrite: bool) -> None:
@@ -541,7 +552,8 @@ def export(source: str | Path | Graph, out: str | Path, formats: str | Iterable[
     (freshly initialised weights: the manifest says ``"weights": "untrained"``).
 
     ``formats``: names or a comma-separated string (``"onnx,torchscript"``); None means every format whose
-    requirements are installed. ``weights`` (safetensors) is always written. ``input_shape`` (``(3, 64, 64)`` or
+    requirements are installed; the manifest's ``skipped_formats`` names the others and what to install for them.
+    ``weights`` (safetensors) is always written. ``input_shape`` (``(3, 64, 64)`` or
     ``"3x64x64"``) overrides the graph's input (the weights must still fit). An existing ``out`` is an error unless
     ``overwrite``; it is then replaced only once the new export is complete.
     """
@@ -549,7 +561,7 @@ def export(source: str | Path | Graph, out: str | Path, formats: str | Iterable[
 
     started = time.perf_counter()
     out = Path(out).absolute()
-    specs = _pick_formats(formats)
+    specs, skipped = _pick_formats(formats)
     _check_target(out, overwrite)
     src = _resolve_source(source, trial)
     graph = _with_input(src.graph, input_shape)
@@ -600,6 +612,7 @@ def export(source: str | Path | Graph, out: str | Path, formats: str | Iterable[
             "source": _jsonable(src.origin),
             "files": _files(tmp),
             "formats": infos,
+            "skipped_formats": skipped,
             "seconds": round(time.perf_counter() - started, 3),
         }
         if src.weights_state == "untrained":

@@ -63,7 +63,7 @@ def check_mapping(doc: Any, keys: tuple[str, ...], error: type[NascoreError], wh
 def parse_yaml(text: str, source: str = "<string>", error: type[NascoreError] = DocumentError) -> Any:
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - the safe loader
-        _check_expansion(data, source, error)
+        check_document(data, source, error)
         return data
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
@@ -77,7 +77,7 @@ def parse_yaml(text: str, source: str = "<string>", error: type[NascoreError] = 
         raise error(f"invalid YAML value: {str(exc)[:120]}", where=source) from None
 
 
-def _check_expansion(data: Any, source: str, error: type[NascoreError]) -> None:
+def check_document(data: Any, source: str, error: type[NascoreError]) -> None:
     """Count values as a consumer walking the document would see them (aliases expanded, self-references
     looping) and stop at MAX_NODES: bounded time and memory whatever the anchors do."""
     stack = [(data, 0)]

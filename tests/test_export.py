@@ -426,6 +426,31 @@ def test_formats_with_missing_requirements_say_what_to_install(tiny, tmp_path):
     assert EXPORTERS.get("onnx").install_hint == "pip install nascore[onnx]"
 
 
+def test_default_formats_that_cannot_be_written_are_named_with_their_install_command(tiny, tmp_path):
+    """Without --format, a format whose modules are missing is left out, but never silently: the manifest and
+    the CLI say which and what to install."""
+    from click.testing import CliRunner
+
+    from nascore.cli import main
+    from nascore.plugins import register_plugin, unregister_plugin
+
+    register_plugin(_NeedsMissingModule(), "test-exotic")
+    try:
+        manifest = read_manifest(export(tiny[0], tmp_path / "a", formats=None))
+        assert "model.exo" not in manifest["files"]
+        assert manifest["skipped_formats"] == {
+            "exotic": "needs nascore_no_such_module_xyz: `pip install nascore-exotic`"}
+        result = CliRunner().invoke(main, ["export", str(tiny[0]), "--out", str(tmp_path / "b")])
+        assert result.exit_code == 0, result.output
+        assert "skipped format exotic" in result.output and "pip install nascore-exotic" in result.output
+        result = CliRunner().invoke(main, ["export", str(tiny[0]), "--out", str(tmp_path / "c"), "--format",
+                                           "exotic"])
+        assert result.exit_code != 0 and "pip install nascore-exotic" in result.output
+        assert not (tmp_path / "c").exists()
+    finally:
+        unregister_plugin("test-exotic")
+
+
 def test_bad_arguments_are_clear_errors(tiny, tmp_path):
     yaml_path = tiny[0]
     with pytest.raises(ExportError, match="unknown exporter 'tflite'"):
