@@ -24,8 +24,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nascore.space import SearchSpace  # noqa: E402
-from nascore.testing import measure  # noqa: E402
+from nascore.nas.space import SearchSpace  # noqa: E402
+from nascore.blocks.testing import measure  # noqa: E402
 
 
 class RandomTrial:

@@ -41,8 +41,8 @@ def gpu_utilisation(samples: list[int], stop: threading.Event) -> None:
 def search_on_gpu(trials: int) -> dict:
     import yaml
 
-    from nascore.rundir import RunDir
-    from nascore.runner import search
+    from nascore.nas.rundir import RunDir
+    from nascore.nas.driver import search
 
     doc = yaml.safe_load((ROOT / "search_spaces" / "macro.yaml").read_text())
     doc["graph"]["input"] = [3, 32, 32]

@@ -54,8 +54,8 @@ class PeakMemory(threading.Thread):
 def one_search(trials: int, workers: int, work: float) -> dict:
     import ray
 
-    from nascore.rundir import RunDir
-    from nascore.runner import search
+    from nascore.nas.rundir import RunDir
+    from nascore.nas.driver import search
 
     marks: list[float] = []
 

@@ -10,7 +10,7 @@ import os
 import time
 
 from nascore import hookimpl
-from nascore.evaluators import EvaluatorSpec
+from nascore.nas.evaluators import EvaluatorSpec
 
 SECONDS = float(os.environ.get("NASCORE_SLEEP_SECONDS", "1.0"))
 

@@ -1,9 +1,9 @@
 """nascore: neural-architecture search and composition for PyTorch, built from block plugins."""
 
 from nascore.errors import NascoreError
-from nascore.graph import Graph, Ref
-from nascore.hookspec import hookimpl
-from nascore.schema import LIST, MANY, ONE, SEVERAL, Arity, BlockSpec, Inference, Param
+from nascore.graph.core import Graph, Ref
+from nascore.ext.hookspec import hookimpl
+from nascore.blocks.spec import LIST, MANY, ONE, SEVERAL, Arity, BlockSpec, Inference, Param
 
 __version__ = "0.1.0"
 
@@ -11,19 +11,19 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     """The Python API mirrors the CLI; heavy parts (Ray, Optuna, exporters) load on first use."""
     if name == "search":
-        from nascore.runner import search
+        from nascore.nas.driver import search
 
         return search
     if name in ("export", "load_model"):
-        from nascore import exporting
+        from nascore.exporting import package as exporting
 
         return getattr(exporting, name)
     if name == "train":
-        from nascore.retrain import train_graph
+        from nascore.training.retrain import train_graph
 
         return train_graph
     if name == "SearchSpace":
-        from nascore.space import SearchSpace
+        from nascore.nas.space import SearchSpace
 
         return SearchSpace
     raise AttributeError(f"module 'nascore' has no attribute {name!r}")

@@ -25,7 +25,7 @@ def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _load_plugins(ctx: click.Context, param: click.Parameter, modules: tuple[str, ...]) -> tuple[str, ...]:
-    from nascore.plugins import register_plugin
+    from nascore.ext.manager import register_plugin
 
     for module_name in modules:
         import importlib
@@ -54,7 +54,7 @@ def main() -> None:
 @_fail_cleanly
 def blocks_command(as_json: bool) -> None:
     """List every block, the plugin that provides it, and its parameters."""
-    from nascore.blocks import BLOCKS
+    from nascore.blocks.registry import BLOCKS
 
     rows = []
     for name, spec in BLOCKS.items():
@@ -115,8 +115,8 @@ def _parse_input(value: str | None) -> tuple[int, ...] | None:
 @_fail_cleanly
 def graph_info(file: str, input_shape: str | None, as_json: bool) -> None:
     """Validate FILE and print parameters, MACs, output shapes and a per-node table."""
-    from nascore.costs import fmt_shape
-    from nascore.graph import Graph
+    from nascore.blocks.tally import fmt_shape
+    from nascore.graph.core import Graph
 
     shape = _parse_input(input_shape)
     graph = Graph.load(file, validate=False)
@@ -145,8 +145,8 @@ def graph_info(file: str, input_shape: str | None, as_json: bool) -> None:
 @_fail_cleanly
 def graph_render(file: str, out: str) -> None:
     """Draw FILE's graph to OUT."""
-    from nascore.graph import Graph
-    from nascore.render import render
+    from nascore.graph.core import Graph
+    from nascore.graph.render import render
 
     path = render(Graph.load(file), out)
     click.echo(f"wrote {path}")
@@ -167,7 +167,7 @@ def graph_render(file: str, out: str) -> None:
 @_fail_cleanly
 def graph_scale(file, out, width, depth, resolution, compound, phi) -> None:
     """Write FILE scaled in width, depth and resolution (EfficientNet's rules) to OUT."""
-    from nascore.graph import Graph
+    from nascore.graph.core import Graph
 
     graph = Graph.load(file)
     if compound:
@@ -219,7 +219,7 @@ def search_command(space, resume, runs_root, strategy, trials, epochs, workers, 
                    seed, export_dir) -> None:
     """Search the architectures of SPACE (a search-space YAML) on local Ray, or a cluster with --address."""
     from nascore.errors import NascoreError
-    from nascore.runner import search
+    from nascore.nas.driver import search
 
     if (space is None) == (resume is None):
         raise NascoreError("give exactly one of SPACE or --resume RUN_DIR")
@@ -235,7 +235,7 @@ def search_command(space, resume, runs_root, strategy, trials, epochs, workers, 
         sys.exit(130)
     click.echo(f"run directory: {run}")
     if export_dir:
-        from nascore.exporting import export
+        from nascore.exporting.package import export
 
         out = export(run, export_dir)
         click.echo(f"exported the best model to {out}")
@@ -258,7 +258,7 @@ def _graph_source(path: str) -> tuple[str, dict[str, Any]]:
     """A graph file, a folder with graph.yaml, or a run directory (its best graph, and its data settings)."""
     from pathlib import Path
 
-    from nascore.rundir import RunDir
+    from nascore.nas.rundir import RunDir
 
     p = Path(path)
     if p.is_dir() and (p / "config.yaml").is_file():
@@ -290,8 +290,8 @@ def train_command(graph, out, data, data_root, data_params, epochs, train_settin
     """Train GRAPH (a graph YAML, or a run directory's best) from scratch at full budget; resumable."""
     from pathlib import Path
 
-    from nascore.graph import Graph
-    from nascore.retrain import train_graph
+    from nascore.graph.core import Graph
+    from nascore.training.retrain import train_graph
 
     graph_path, inherited = _graph_source(graph)
     name = Graph.load(graph_path).name
@@ -304,7 +304,7 @@ def train_command(graph, out, data, data_root, data_params, epochs, train_settin
     click.echo(f"test_acc {metrics['test_acc']:.4f}, best val_acc {metrics['best_val_acc']:.4f}; "
                f"results in {Path(out).resolve()}")
     if export_dir:
-        from nascore.exporting import export
+        from nascore.exporting.package import export
 
         click.echo(f"exported to {export(out, export_dir)}")
 
@@ -319,7 +319,7 @@ def train_command(graph, out, data, data_root, data_params, epochs, train_settin
 @_fail_cleanly
 def export_command(source, out, formats, input_shape, trial, overwrite) -> None:
     """Export SOURCE (a run directory, a graph YAML, or a trained folder) as a deployable model folder."""
-    from nascore.exporting import export, read_manifest
+    from nascore.exporting.package import export, read_manifest
 
     path = export(source, out, formats=formats, input_shape=_parse_input(input_shape), trial=trial,
                   overwrite=overwrite)
@@ -334,7 +334,7 @@ def export_command(source, out, formats, input_shape, trial, overwrite) -> None:
 @_fail_cleanly
 def verify_command(export_dir) -> None:
     """Check an export folder: every file's checksum, the manifest, and the graph."""
-    from nascore.exporting import verify_export
+    from nascore.exporting.package import verify_export
 
     problems = verify_export(export_dir)
     for problem in problems:
@@ -348,7 +348,7 @@ def verify_command(export_dir) -> None:
 @_fail_cleanly
 def exporters_command() -> None:
     """List the export formats and the plugins that provide them."""
-    from nascore.exporting import EXPORTERS
+    from nascore.exporting.package import EXPORTERS
 
     for name, spec in EXPORTERS.items():
         state = "available" if spec.available else f"needs: {spec.install_hint}"
@@ -360,7 +360,7 @@ def exporters_command() -> None:
 @_fail_cleanly
 def strategies_command(as_json: bool) -> None:
     """List the search strategies and the plugins that provide them."""
-    from nascore.strategies import STRATEGIES
+    from nascore.nas.strategies import STRATEGIES
 
     rows = [{"name": n, "plugin": STRATEGIES.owner(n), "doc": s.doc, "multi_objective": s.multi_objective}
             for n, s in STRATEGIES.items()]
@@ -376,7 +376,7 @@ def strategies_command(as_json: bool) -> None:
 @_fail_cleanly
 def datasets_command() -> None:
     """List the data sets and their parameters."""
-    from nascore.data import DATASETS
+    from nascore.training.data import DATASETS
 
     for name, spec in DATASETS.items():
         click.echo(f"{name}  [{DATASETS.owner(name)}]\n    {spec.summary if hasattr(spec, 'summary') else spec.doc}")
@@ -395,7 +395,7 @@ def runs_group() -> None:
 @_fail_cleanly
 def runs_show(run_dir: str, as_json: bool) -> None:
     """Show RUN_DIR's trials, their states and metrics, and the best graph or the Pareto set."""
-    from nascore.runs import describe_run, format_run
+    from nascore.nas.runs import describe_run, format_run
 
     report = describe_run(run_dir)
     click.echo(json.dumps(report, indent=2, default=str) if as_json else format_run(report))
@@ -408,7 +408,7 @@ def runs_show(run_dir: str, as_json: bool) -> None:
 def runs_plot(run_dir: str, out: str | None) -> None:
     """Plot RUN_DIR's search history (best so far against trials and time) and, for several objectives, the
     Pareto front, as PNG files."""
-    from nascore.plots import plot_run
+    from nascore.nas.plots import plot_run
 
     for path in plot_run(run_dir, out):
         click.echo(f"wrote {path}")

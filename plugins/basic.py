@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from nascore_plugins import common
 
 from nascore import MANY, Arity, BlockSpec, Param, hookimpl
-from nascore.costs import Tally, infer_with, same_shapes, same_spatial
+from nascore.blocks.tally import Tally, infer_with, same_shapes, same_spatial
 from nascore.errors import ShapeError
-from nascore.layers import (
+from nascore.blocks.layers import (
     ConvNormAct,
     SqueezeExcite,
     act_params,

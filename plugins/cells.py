@@ -16,10 +16,10 @@ import torch.nn as nn
 from nascore_plugins import common
 
 from nascore import SEVERAL, BlockSpec, Param, hookimpl
-from nascore.costs import Tally, fmt_shape, same_shapes
+from nascore.blocks.tally import Tally, fmt_shape, same_shapes
 from nascore.errors import ParamError, ShapeError, suggest
-from nascore.layers import DropPath
-from nascore.schema import REQUIRED
+from nascore.blocks.layers import DropPath
+from nascore.blocks.spec import REQUIRED
 
 # -- shared operations ----------------------------------------------------------------------------------------------
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nascore.layers import ACTIVATIONS, NORMS
-from nascore.schema import REQUIRED, Param
+from nascore.blocks.layers import ACTIVATIONS, NORMS
+from nascore.blocks.spec import REQUIRED, Param
 
 
 def out(doc: str = "output channels") -> Param:

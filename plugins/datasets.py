@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from nascore import Param, hookimpl
-from nascore.data import (
+from nascore.training.data import (
     DatasetSpec,
     Splits,
     TensorSplit,

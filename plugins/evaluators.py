@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from nascore import hookimpl
-from nascore.evaluators import EvaluatorSpec
+from nascore.nas.evaluators import EvaluatorSpec
 
 
 def _train(model, splits, config, device):
-    from nascore.train import Trainer
+    from nascore.training.trainer import Trainer
 
     return Trainer(model, splits, config, device)
 

@@ -23,15 +23,15 @@ import torch
 import torch.nn as nn
 
 from nascore.errors import ExportError
-from nascore.exporting import (
+from nascore.exporting.package import (
     EXAMPLE_SEED,
     ExporterSpec,
     compare_outputs,
     flatten_outputs,
     output_names,
 )
-from nascore.graph import Graph
-from nascore.hookspec import hookimpl
+from nascore.graph.core import Graph
+from nascore.ext.hookspec import hookimpl
 
 ATOL = 1e-4
 RTOL = 1e-3

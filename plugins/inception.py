@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from nascore_plugins import common
 
 from nascore import BlockSpec, Param, hookimpl
-from nascore.costs import infer_with, same_spatial
-from nascore.layers import ConvNormAct, DropPath
+from nascore.blocks.tally import infer_with, same_spatial
+from nascore.blocks.layers import ConvNormAct, DropPath
 
 V1_PAPER = "Going Deeper with Convolutions (Szegedy et al. 2015)"
 V3_PAPER = "Rethinking the Inception Architecture for Computer Vision (Szegedy et al. 2016)"

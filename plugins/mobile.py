@@ -13,16 +13,16 @@ import torch.nn.functional as F
 from nascore_plugins import common
 
 from nascore import BlockSpec, Param, hookimpl
-from nascore.costs import infer_with
+from nascore.blocks.tally import infer_with
 from nascore.errors import ShapeError
-from nascore.layers import (
+from nascore.blocks.layers import (
     ConvNormAct,
     DropPath,
     SqueezeExcite,
     channel_shuffle,
     make_divisible,
 )
-from nascore.schema import REQUIRED
+from nascore.blocks.spec import REQUIRED
 
 # -- inverted residuals ---------------------------------------------------------------------------------------------
 

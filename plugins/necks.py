@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from nascore_plugins import common
 
 from nascore import LIST, BlockSpec, Param, hookimpl
-from nascore.costs import Tally, fmt_shape
+from nascore.blocks.tally import Tally, fmt_shape
 from nascore.errors import ShapeError
-from nascore.layers import ConvNormAct
+from nascore.blocks.layers import ConvNormAct
 
 
 def _out(default: int, doc: str = "output channels") -> Param:

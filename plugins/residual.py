@@ -11,9 +11,9 @@ import torch.nn as nn
 from nascore_plugins import common
 
 from nascore import BlockSpec, Param, hookimpl
-from nascore.costs import Tally, infer_with
+from nascore.blocks.tally import Tally, infer_with
 from nascore.errors import ShapeError
-from nascore.layers import (
+from nascore.blocks.layers import (
     ConvNormAct,
     DropPath,
     SqueezeExcite,

@@ -1,6 +1,6 @@
 """Built-in search strategies: random, grid, TPE, NSGA-II, Gaussian-process BO and regularized evolution.
 
-Registered through the ``nascore`` entry-point group (``nascore.strategies``) like any third-party strategy plugin.
+Registered through the ``nascore`` entry-point group (``nascore.nas.strategies``) like any third-party strategy plugin.
 Optuna is imported when a sampler is made, not when the plugin loads.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import warnings
 
-from nascore.hookspec import hookimpl
-from nascore.schema import Param
-from nascore.strategies import StrategyContext, StrategyError, StrategySpec
+from nascore.ext.hookspec import hookimpl
+from nascore.blocks.spec import Param
+from nascore.nas.strategies import StrategyContext, StrategyError, StrategySpec
 
 
 def _random(ctx: StrategyContext):
@@ -27,7 +27,7 @@ def _grid_sampler_class():
 
         The stock sampler calls ``study.stop()`` once the grid is covered, which raises outside ``study.optimize``;
         here it stops ``optimize`` as before, and an ask/tell loop asks :meth:`is_exhausted` (see
-        :func:`nascore.strategies.exhausted`) before each ``ask``.
+        :func:`nascore.nas.strategies.exhausted`) before each ``ask``.
         """
 
         def after_trial(self, study, trial, state, values) -> None:
@@ -70,7 +70,7 @@ def _gp(ctx: StrategyContext):
 
 
 def _evolution(ctx: StrategyContext):
-    from nascore.evolution import RegularizedEvolutionSampler
+    from nascore_plugins.evolution import RegularizedEvolutionSampler
 
     population = ctx.options["population"]
     sample_size = ctx.options["sample_size"]

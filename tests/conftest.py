@@ -14,7 +14,7 @@ SPACES = ROOT / "search_spaces"
 @pytest.fixture
 def fresh_plugins():
     """Forget loaded plugins before and after: for tests that add, break or block plugins."""
-    from nascore import plugins
+    from nascore.ext import manager as plugins
 
     plugins.reset()
     yield plugins

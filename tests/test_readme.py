@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from nascore import Graph
-from nascore.space import SearchSpace
+from nascore.nas.space import SearchSpace
 from tests.conftest import ROOT
 
 BLOCKS = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
@@ -51,7 +51,7 @@ def test_every_readme_command_runs(local_ray, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from nascore.cli import main
-    from nascore.runner import search
+    from nascore.nas.driver import search
 
     commands = _commands()
     assert any(c.startswith("search") for c in commands) and any(c.startswith("export") for c in commands)

@@ -11,7 +11,7 @@ import math
 import os
 
 from nascore import hookimpl
-from nascore.evaluators import EvaluatorSpec
+from nascore.nas.evaluators import EvaluatorSpec
 
 FAULTS = ("raise", "raise_in_make", "oom", "die_once", "die_always", "no_val_acc", "nan_val_acc")
 OOM_MESSAGE = "CUDA out of memory. Tried to allocate 20.00 GiB (simulated by tests/faults)"
@@ -59,7 +59,7 @@ def _make(fault: str):
     def make(model, splits, config, device):
         if fault == "raise_in_make":
             raise RuntimeError("evaluator could not be made (on purpose)")
-        from nascore.train import Trainer
+        from nascore.training.trainer import Trainer
 
         return FaultyEvaluator(Trainer(model, splits, config, device), fault)
     return make

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch.nn as nn
 
 from nascore import BlockSpec, hookimpl
-from nascore.costs import Tally
-from nascore.strategies import StrategySpec
+from nascore.blocks.tally import Tally
+from nascore.nas.strategies import StrategySpec
 
 
 def _identity_infer(in_shapes, **params):

@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 from nascore import Graph
 from nascore.errors import (BlockNotFoundError, DocumentError, GraphError, NascoreError, ParamError,
                             SearchSpaceError, ShapeError)
-from nascore.space import SearchSpace
-from nascore.yamlio import MAX_BYTES, MAX_DEPTH, check_document, parse_yaml, read_yaml
+from nascore.nas.space import SearchSpace
+from nascore.io.yamlio import MAX_BYTES, MAX_DEPTH, check_document, parse_yaml, read_yaml
 from tests.conftest import SPACES
 from tests.faults.bounded import run_bounded
 
@@ -565,7 +565,7 @@ def test_huge_linear_width_is_rejected_before_build():
                                           ("mbconv", "drop_path"), ("depthwise_separable", "se_ratio")])
 def test_nan_and_infinity_are_not_in_any_range(block, param):
     """Range checks compare with < and >, which NaN passes: a NaN dropout rate validates and builds."""
-    from nascore.blocks import get_block
+    from nascore.blocks.registry import get_block
 
     spec = get_block(block).param(param)
     for value in (math.nan, math.inf, -math.inf):
@@ -725,7 +725,7 @@ def test_dev_zero_as_a_base_graph_fails_in_bounded_memory():
     """``graph: {file: /dev/zero}`` in a space (or ``nascore graph info /dev/zero``): an endless file. Unbounded,
     read_bytes() eats all memory -- here the child has 2 GiB and 60 s."""
     outcome = run_bounded("""
-        from nascore.space import SearchSpace
+        from nascore.nas.space import SearchSpace
         SearchSpace({"graph": {"file": "/dev/zero"}}, "space.yaml")
     """, timeout=60, memory_gb=2)
     assert outcome.kind == "nascore", str(outcome)
@@ -852,8 +852,8 @@ def test_grid_of_a_huge_integer_range_is_bounded():
     """Every search calls space.grid() to build the strategy context, whatever the strategy; an int range of
     10**12 values is materialised as a list (memory exhausted). It should be None (not enumerable) or an error."""
     outcome = run_bounded("""
-        from nascore.space import SearchSpace
-        from nascore.yamlio import read_yaml
+        from nascore.nas.space import SearchSpace
+        from nascore.io.yamlio import read_yaml
         doc = read_yaml("search_spaces/mbconv.yaml")
         doc["graph"]["nodes"][0]["out"] = {"int": [1, 10**12]}
         grid = SearchSpace(doc, "space.yaml").grid()

@@ -49,7 +49,7 @@ def test_plugins_failing_on_import_are_reported_by_name_and_others_load(monkeypa
                "tests.fixtures.raises_on_import"]
     monkeypatch.setenv("NASCORE_PLUGINS", ",".join(modules))
     fresh_plugins.reset()
-    from nascore.blocks import BLOCKS
+    from nascore.blocks.registry import BLOCKS
 
     problems = BLOCKS.problems()
     for module, fragment in zip(modules, ("ZeroDivisionError", "SyntaxError", "reserved parameter names",
@@ -70,7 +70,7 @@ def test_plugins_failing_on_import_are_reported_by_name_and_others_load(monkeypa
     (fp.ReturnsString(), ["returned str"]),
 ])
 def test_hooks_that_raise_or_return_garbage_are_reported_by_name(fresh_plugins, plugin, fragments):
-    from nascore.blocks import BLOCKS
+    from nascore.blocks.registry import BLOCKS
 
     fresh_plugins.register_plugin(plugin, name="faulty")
     problems = BLOCKS.problems()
@@ -82,7 +82,7 @@ def test_hooks_that_raise_or_return_garbage_are_reported_by_name(fresh_plugins, 
 
 
 def test_a_raising_hook_breaks_only_its_own_registry(fresh_plugins):
-    from nascore.strategies import STRATEGIES
+    from nascore.nas.strategies import STRATEGIES
 
     fresh_plugins.register_plugin(fp.RaisesInHook(), name="faulty")
     assert any("faulty" in p and "nascore_strategies() raised KeyError" in p for p in STRATEGIES.problems())
@@ -92,7 +92,7 @@ def test_a_raising_hook_breaks_only_its_own_registry(fresh_plugins):
 def test_a_generator_hook_failing_half_way_is_reported_not_raised(fresh_plugins):
     """The registry wraps only the hook call in try/except; a generator's body runs while the registry
     iterates the result, outside it, so the RuntimeError escapes from every block lookup."""
-    from nascore.blocks import BLOCKS
+    from nascore.blocks.registry import BLOCKS
 
     fresh_plugins.register_plugin(fp.GeneratorWorks(), name="generator_ok")
     fresh_plugins.register_plugin(fp.GeneratorRaises(), name="generator_broken")
@@ -108,7 +108,7 @@ def test_a_generator_hook_failing_half_way_is_reported_not_raised(fresh_plugins)
 
 
 def test_duplicate_block_names_name_both_plugins_and_the_node(fresh_plugins):
-    from nascore.blocks import BLOCKS
+    from nascore.blocks.registry import BLOCKS
 
     fresh_plugins.register_plugin(fp.DuplicateOfBuiltin(), name="impostor")
     with pytest.raises(DuplicateBlockError, match="conv_bn_act.*(nascore.basic, impostor|impostor, nascore.basic)"):
@@ -121,7 +121,7 @@ def test_duplicate_block_names_name_both_plugins_and_the_node(fresh_plugins):
 
 
 def test_duplicate_block_name_within_one_plugin_is_an_error(fresh_plugins):
-    from nascore.blocks import BLOCKS
+    from nascore.blocks.registry import BLOCKS
 
     fresh_plugins.register_plugin(fp.DuplicateWithinOnePlugin(), name="careless")
     with pytest.raises(DuplicateBlockError, match="careless"):
@@ -184,7 +184,7 @@ def test_a_working_plugin_block_next_to_broken_ones_builds_and_runs(broken_block
 
 
 def test_broken_block_in_a_search_space_sample_is_a_nascore_error(broken_blocks):
-    from nascore.space import SearchSpace
+    from nascore.nas.space import SearchSpace
 
     doc = {"name": "s", "graph": {"input": [3, 8, 8], "nodes": [
         {"name": "stem", "block": "conv_bn_act", "out": {"choice": [8, 16]}},
@@ -208,7 +208,7 @@ def faulty_strategies(fresh_plugins):
 def test_strategy_factory_failures_are_strategy_errors(faulty_strategies, name):
     """make_sampler turns NascoreError and ValueError from a strategy's make() into StrategyError; a
     RuntimeError escapes, and a make() returning None is accepted and fails later inside Optuna."""
-    from nascore.strategies import StrategyContext, StrategyError, make_sampler
+    from nascore.nas.strategies import StrategyContext, StrategyError, make_sampler
 
     with pytest.raises(StrategyError, match=f"strategy '{name}'"):
         make_sampler(name, StrategyContext(directions=("maximize",)))
@@ -220,8 +220,8 @@ def test_search_with_a_raising_sampler_fails_cleanly(local_ray, faulty_strategie
     """The sampler raises inside study.ask() / trial.suggest_*(): the search must end with a NascoreError naming
     the strategy (or record the trials as failed and finish) -- never a bare RuntimeError -- and must leave no
     trial RUNNING in the study, so that --resume is not confused by it."""
-    from nascore.rundir import RunDir
-    from nascore.runner import search
+    from nascore.nas.rundir import RunDir
+    from nascore.nas.driver import search
     from tests.conftest import SPACES
 
     error, problems = None, []

@@ -19,7 +19,7 @@ import optuna
 import pytest
 
 from nascore import Graph
-from nascore.rundir import RunDir
+from nascore.nas.rundir import RunDir
 from tests.conftest import ROOT
 
 TRIALS, EPOCHS, KILLS = 8, 2, 3
@@ -80,7 +80,7 @@ def _snapshot(run: Path) -> dict:
 
 @pytest.mark.slow
 def test_three_sigkills_then_resume_leave_a_whole_run(local_ray, tmp_path):
-    from nascore.runner import search
+    from nascore.nas.driver import search
 
     rng = random.Random(SEED)
     space = tmp_path / "killed.yaml"
@@ -162,7 +162,7 @@ def test_three_sigkills_then_resume_leave_a_whole_run(local_ray, tmp_path):
     leftovers = [p for p in run.rglob("*") if p.name.endswith(".tmp") or p.name.startswith((".best.", ".pareto."))]
     assert all(p.name.startswith(".") for p in leftovers), leftovers
     assert not [p for p in root.iterdir() if p != run], list(root.iterdir())   # RunDir.create leaves nothing
-    from nascore.runs import describe_run
+    from nascore.nas.runs import describe_run
 
     assert len(describe_run(run)["trials"]) == len(trials)
     print(f"{report}\nin flight at each kill: {[sorted(h[1]['running']) for h in history]}\n"
@@ -171,7 +171,7 @@ def test_three_sigkills_then_resume_leave_a_whole_run(local_ray, tmp_path):
 
 KILLED_WRITER = """
 import os, signal, sys
-from nascore.atomic import atomic_write
+from nascore.io.atomic import atomic_write
 
 def write(fh):
     fh.write(b'{"state": "half-writt')
@@ -186,8 +186,8 @@ def test_a_write_killed_midway_keeps_the_old_file_and_leaves_only_a_hidden_temp(
     """What nascore/atomic.py guarantees under SIGKILL: the target keeps its old content (never half a file);
     the temporary file stays behind -- nothing removes it later -- but it is hidden (.NAME.XXXX.tmp) and nothing
     that reads a run directory looks at it."""
-    from nascore.config import SearchConfig
-    from nascore.space import SearchSpace
+    from nascore.nas.config import SearchConfig
+    from nascore.nas.space import SearchSpace
 
     space = tmp_path / "killed.yaml"
     space.write_text(SPACE)

@@ -19,7 +19,7 @@ import sys
 import optuna
 import pytest
 
-from nascore.rundir import RunDir
+from nascore.nas.rundir import RunDir
 from tests.conftest import ROOT
 from tests.faults.faulty_evaluators import OOM_MESSAGE
 
@@ -56,7 +56,7 @@ DRIVER = """
 import json, sys, traceback
 import ray
 ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 1024 * 1024)
-from nascore.runner import search
+from nascore.nas.driver import search
 root, jobs = sys.argv[1], json.loads(sys.argv[2])
 results = {}
 for key, overrides in jobs.items():
@@ -197,7 +197,7 @@ def test_a_duplicate_of_a_nan_trial_does_not_crash_the_search(fault_runs):
 
 
 def test_nan_loss_fails_each_trial_with_its_reason(local_ray, tmp_path):
-    from nascore.runner import search
+    from nascore.nas.driver import search
 
     space = tmp_path / "tiny.yaml"
     space.write_text(TINY_SPACE)

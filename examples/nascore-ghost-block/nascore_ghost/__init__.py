@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 
 from nascore import BlockSpec, Param, hookimpl
-from nascore.costs import Tally
-from nascore.layers import ConvNormAct
+from nascore.blocks.tally import Tally
+from nascore.blocks.layers import ConvNormAct
 
 
 class GhostModule(nn.Module):

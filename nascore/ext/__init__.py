@@ -1,0 +1,1 @@
+"""Extension points: the hook specifications, the plugin manager, and the name registries hooks fill."""

@@ -1,0 +1,2 @@
+"""The architecture graph: its data, YAML documents, analysis (validation, shapes, costs), compilation to a
+torch.fx module, structural hashing, scaling and rendering."""

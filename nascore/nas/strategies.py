@@ -1,0 +1,152 @@
+"""Search strategies are plugins: each one makes an Optuna sampler for a study driven by ask/tell.
+
+A plugin's ``nascore_strategies()`` hook returns :class:`StrategySpec` entries. ``make`` receives a
+:class:`StrategyContext` (objective directions, seed, number of concurrent trials, the finite grid of the space when
+there is one, and the user's options, already checked against ``StrategySpec.options`` and completed with their
+defaults) and returns an ``optuna.samplers.BaseSampler``.
+
+Optuna is imported lazily: loading the plugins (``nascore blocks``) does not pay for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from nascore.errors import NascoreError, suggest
+from nascore.ext.registry import Registry
+from nascore.blocks.spec import Param
+
+if TYPE_CHECKING:
+    import optuna
+
+DIRECTIONS = ("maximize", "minimize")
+
+
+class StrategyError(NascoreError):
+    """A search strategy is unknown, misconfigured, or cannot serve the study it is asked for."""
+
+
+@dataclass(frozen=True)
+class StrategyContext:
+    """What a strategy's ``make`` needs to know about the study it will drive.
+
+    ``directions``: one of "maximize"/"minimize" per objective. ``workers``: trials evaluated concurrently (a
+    sampler may then hedge, e.g. TPE's constant liar). ``grid``: every parameter's finite values when the space is
+    finite, else None. ``options``: the user's options for this strategy (``{"population": 50}``); inside ``make``
+    they are checked and completed with defaults.
+    """
+
+    directions: Sequence[str] = ("minimize",)
+    seed: int | None = None
+    workers: int = 1
+    grid: Mapping[str, Sequence[Any]] | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.directions) > 1
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """One search strategy: a sampler factory and what it can do.
+
+    ``multi_objective``: whether it handles several objectives (else it is single-objective only). ``options``: the
+    options a user may pass, typed and ranged like block parameters (unknown ones are an error naming them).
+    """
+
+    name: str
+    make: Callable[[StrategyContext], "optuna.samplers.BaseSampler"]
+    doc: str
+    multi_objective: bool
+    aliases: tuple[str, ...] = ()
+    options: tuple[Param, ...] = ()
+
+
+STRATEGIES: Registry[StrategySpec] = Registry("strategy", "nascore_strategies", StrategySpec, StrategyError,
+                                               plural="strategies")
+
+
+def get_strategy(name: str) -> StrategySpec:
+    """The strategy registered under ``name`` (or an alias); unknown names raise StrategyError with close names."""
+    return STRATEGIES.get(name)
+
+
+def check_context(spec: StrategySpec, context: StrategyContext) -> StrategyContext:
+    """Validate ``context`` for ``spec``; return it with the options type-checked and their defaults filled in."""
+    where = f"strategy {spec.name!r}"
+    directions = [str(getattr(d, "name", d)).lower() for d in context.directions]
+    if not directions:
+        raise StrategyError("no objective direction given; expected one of 'maximize', 'minimize' per objective",
+                            where=where)
+    for d in directions:
+        if d not in DIRECTIONS:
+            raise StrategyError(f"direction {d!r} is not one of 'maximize', 'minimize'", where=where)
+    if len(directions) > 1 and not spec.multi_objective:
+        multi = sorted(n for n, s in STRATEGIES.items() if s.multi_objective)
+        raise StrategyError(
+            f"is single-objective but {len(directions)} objectives were given ({', '.join(directions)}); "
+            f"multi-objective strategies: {', '.join(multi) or 'none registered'}", where=where)
+    if not isinstance(context.workers, int) or isinstance(context.workers, bool) or context.workers < 1:
+        raise StrategyError(f"workers must be a positive integer, got {context.workers!r}", where=where)
+    known = {p.name: p for p in spec.options}
+    options: dict[str, Any] = {}
+    for key, value in dict(context.options or {}).items():
+        if key not in known:
+            accepted = ", ".join(sorted(known)) or "none"
+            raise StrategyError(f"unknown option {key!r}{suggest(key, known)}; it accepts: {accepted}", where=where)
+        try:
+            options[key] = known[key].check(value)
+        except NascoreError as err:
+            inner = str(err)[len(err.where) + 2:] if err.where else str(err)
+            raise StrategyError(f"option {key!r}: {inner}", where=where) from None
+    for p in spec.options:
+        if p.name not in options:
+            if p.required:
+                raise StrategyError(f"option {p.name!r} is required ({p.describe()})", where=where)
+            options[p.name] = p.default
+    return replace(context, directions=directions, options=options)
+
+
+def make_sampler(name: str, context: StrategyContext | None = None) -> "optuna.samplers.BaseSampler":
+    """Build the sampler of strategy ``name`` for ``context`` (default: one minimised objective, no seed).
+
+    Errors (StrategyError): unknown strategy (with close names), a single-objective strategy asked for several
+    objectives (naming the multi-objective ones), unknown or ill-typed options, a strategy that cannot serve the
+    space (grid over continuous parameters).
+    """
+    spec = get_strategy(name)
+    context = check_context(spec, context if context is not None else StrategyContext())
+    try:
+        sampler = spec.make(context)
+    except NascoreError as err:
+        if isinstance(err, StrategyError) and err.where is not None:
+            raise
+        raise err.located(f"strategy {spec.name!r}") from None
+    except ValueError as err:  # optuna rejects an argument (e.g. NSGA-II population < 2)
+        raise StrategyError(str(err), where=f"strategy {spec.name!r}") from None
+    except Exception as exc:  # noqa: BLE001 - a plugin's bug, named
+        raise StrategyError(f"its sampler factory raised {type(exc).__name__}: {str(exc)[:200]}",
+                            where=f"strategy {spec.name!r}") from None
+    import optuna
+
+    if not isinstance(sampler, optuna.samplers.BaseSampler):
+        raise StrategyError(f"its factory returned {type(sampler).__name__}, expected an optuna sampler",
+                            where=f"strategy {spec.name!r}")
+    return sampler
+
+
+def exhausted(sampler: Any, study: "optuna.Study") -> bool:
+    """Whether ``sampler`` has nothing new to propose for ``study`` (a grid fully evaluated).
+
+    An ask/tell loop checks this before each ``study.ask()``: Optuna's ``study.stop()`` only works inside
+    ``study.optimize``.
+    """
+    check = getattr(sampler, "is_exhausted", None)
+    return bool(check(study)) if callable(check) else False
+
+
+__all__ = ["DIRECTIONS", "STRATEGIES", "StrategyContext", "StrategyError", "StrategySpec", "check_context",
+           "exhausted", "get_strategy", "make_sampler"]

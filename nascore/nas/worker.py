@@ -1,0 +1,95 @@
+"""One trial slot: builds a sampled graph, measures it, trains it epoch by epoch, hands back weights.
+
+A plain class, so it runs in-process in tests; the runner wraps it as a Ray actor that is reused across trials
+(actor start-up is the dominant per-trial cost of Ray Tune's defaults). The driver calls ``epoch`` once per epoch,
+which lets it report to Optuna and prune between epochs while remaining the single writer of the study.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Resize(nn.Module):
+    """Feed a graph whose input side differs from the data (compound scaling searches resolution)."""
+
+    def __init__(self, model: nn.Module, size: tuple[int, int]):
+        super().__init__()
+        self.model = model
+        self.size = size
+
+    def forward(self, x: torch.Tensor):
+        return self.model(F.interpolate(x, size=self.size, mode="bilinear", align_corners=False))
+
+
+class TrialWorker:
+    """Holds one data set and at most one trial's training state at a time."""
+
+    def __init__(self, data: str, data_root: str | None, data_params: dict[str, Any], threads: int | None = None,
+                 device: str = "auto", evaluator: str = "train"):
+        from nascore.training.data import load_dataset
+        from nascore.training.trainer import pick_device
+
+        if threads:
+            torch.set_num_threads(max(1, int(threads)))
+        self.splits = load_dataset(data, data_root, **data_params)
+        self.device = pick_device(device)
+        self.evaluator = evaluator
+        self.trainer = None
+        self.started = 0.0
+
+    def ping(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "device": str(self.device), "threads": torch.get_num_threads()}
+
+    def start(self, graph_doc: dict[str, Any], train: dict[str, Any], max_latency_ms: float | None = None,
+              precise_latency: bool = False) -> dict[str, Any]:
+        """Build the model and measure its latency; returns ``rejected`` when it breaks the latency limit.
+
+        Latency is always recorded; it is measured with more repeats when a constraint or objective depends on it.
+        """
+        from nascore.graph.document import graph_from_dict
+        from nascore.nas.evaluators import make_evaluator
+        from nascore.training.trainer import TrainConfig, measure_latency
+
+        self.trainer = None
+        self.started = time.perf_counter()
+        graph = graph_from_dict(graph_doc, "trial graph")
+        torch.manual_seed(int(train.get("seed", 0)))
+        model = graph.build(drop_path_rate=train.get("drop_path") or None)  # ScheduledDropPath grows it in training
+        data_side = tuple(self.splits.input_shape[1:])
+        if tuple(graph.input_shape[1:]) != data_side:
+            model = Resize(model, tuple(graph.input_shape[1:]))
+        model.to(self.device)
+        precise = precise_latency or max_latency_ms is not None
+        latency = measure_latency(model, self.splits.input_shape, self.device, repeats=20 if precise else 7,
+                                  warmup=5 if precise else 2) * 1e3
+        info = {"latency_ms": latency, "device": str(self.device)}
+        if max_latency_ms is not None and latency > max_latency_ms:
+            info["rejected"] = f"latency {latency:.2f} ms > max_latency_ms {max_latency_ms}"
+            return info
+        self.trainer = make_evaluator(self.evaluator, model, self.splits, TrainConfig.from_dict(train, "train"),
+                                      self.device)
+        return info
+
+    def epoch(self) -> dict[str, Any]:
+        """Train one epoch; returns its metrics (``val_acc`` among them)."""
+        return self.trainer.train_epoch()
+
+    def finish(self) -> dict[str, Any]:
+        """Test accuracy, training time, and the trained weights as safetensors bytes (CPU tensors)."""
+        from safetensors.torch import save
+
+        trainer, self.trainer = self.trainer, None
+        test_acc = trainer.evaluate("test")
+        model = trainer.model.model if isinstance(trainer.model, Resize) else trainer.model
+        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        return {"test_acc": test_acc, "train_seconds": time.perf_counter() - self.started, "weights": save(state)}
+
+    def abandon(self) -> None:
+        self.trainer = None

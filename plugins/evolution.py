@@ -1,0 +1,183 @@
+"""Regularized (aging) evolution, AmoebaNet's search algorithm (Real et al. 2019), as a define-by-run Optuna sampler.
+
+The population is the last ``population`` completed trials (in order of completion): a new trial pushes the oldest
+out, whatever its score; that ageing is the "regularization". Each new trial draws ``sample_size`` members at
+random, takes the best as its parent, copies the parent's parameter values and mutates exactly one of them:
+
+- categorical: a different choice; int: another value of the range (on its step); float: a new draw within bounds
+  (on its step / log scale).
+- A parameter the parent never suggested (a branch of a conditional space the mutation opened) is drawn at random.
+
+Until ``population`` trials have completed, trials are random. The choice of parent and mutated parameter is made
+in ``before_trial`` and kept in the trial's system attributes (``nascore_plugins.evolution:*``), so a study resumed in
+another process, or a trial asked in one worker and sampled in another, continues the same lineage. The user
+attributes ``parent`` (trial number) and ``mutated`` (parameter name) are recorded for analysis.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.study import Study, StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+_PREFIX = "nascore_plugins.evolution:"
+PARENT_KEY = _PREFIX + "parent"          # parent's trial number
+PARENT_ID_KEY = _PREFIX + "parent_id"    # parent's storage trial id (to fetch its parameters)
+MUTATED_KEY = _PREFIX + "mutated"        # name of the parameter to mutate
+_MAX_REDRAWS = 64
+
+
+class RegularizedEvolutionSampler(BaseSampler):
+    """Aging evolution with a one-decision mutation per child (Real et al. 2019, "Regularized Evolution for Image
+    Classifier Architecture Search"). Single objective only.
+
+    Args:
+        population: size of the population (the last ``population`` completed trials); also the number of random
+            trials before evolution starts.
+        sample_size: tournament size: how many members are drawn to pick the parent.
+        seed: seed of the random choices (warm-up, tournament, mutation).
+    """
+
+    def __init__(self, population: int = 20, sample_size: int = 5, seed: int | None = None) -> None:
+        if not isinstance(population, int) or population < 1:
+            raise ValueError(f"population must be a positive integer, got {population!r}")
+        if not isinstance(sample_size, int) or sample_size < 1:
+            raise ValueError(f"sample_size must be a positive integer, got {sample_size!r}")
+        if sample_size > population:
+            raise ValueError(f"sample_size ({sample_size}) must not exceed population ({population})")
+        self.population = population
+        self.sample_size = sample_size
+        self._seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._random = RandomSampler(seed=None if seed is None else seed + 1)
+        self._parents: dict[int, FrozenTrial] = {}  # child trial id -> parent trial (a cache of the storage)
+
+    def __str__(self) -> str:
+        return f"RegularizedEvolutionSampler(population={self.population}, sample_size={self.sample_size})"
+
+    def reseed_rng(self) -> None:
+        self._rng = np.random.default_rng()
+        self._random.reseed_rng()
+
+    # -- the relative search space is empty: every parameter goes through sample_independent --------------------------
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(self, study: Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return {}
+
+    # -- selection ------------------------------------------------------------------------------------------------
+
+    def population_of(self, study: Study) -> list[FrozenTrial]:
+        """The current population: the last ``population`` COMPLETE trials, oldest first (by completion)."""
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        complete = sorted(complete, key=lambda t: (t.datetime_complete, t.number))
+        return complete[-self.population:] if len(complete) >= self.population else []
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._raise_error_if_multi_objective(study)
+        system_attrs = trial.system_attrs
+        if PARENT_KEY in system_attrs or "fixed_params" in system_attrs:
+            return  # decided already (resumed elsewhere), or an enqueued trial with its own parameters
+        members = self.population_of(study)
+        if not members:
+            return  # warm-up: random
+        picks = self._rng.choice(len(members), size=self.sample_size, replace=False)
+        contenders = [members[i] for i in sorted(picks)]
+        if study.direction == StudyDirection.MAXIMIZE:
+            parent = max(contenders, key=lambda t: t.value)
+        else:
+            parent = min(contenders, key=lambda t: t.value)
+        mutable = [name for name, dist in parent.distributions.items() if not dist.single()]
+        if not mutable:
+            return  # nothing to mutate: a random trial instead of a duplicate
+        mutated = mutable[int(self._rng.integers(len(mutable)))]
+        storage = study._storage
+        storage.set_trial_system_attr(trial._trial_id, PARENT_KEY, parent.number)
+        storage.set_trial_system_attr(trial._trial_id, PARENT_ID_KEY, parent._trial_id)
+        storage.set_trial_system_attr(trial._trial_id, MUTATED_KEY, mutated)
+        storage.set_trial_user_attr(trial._trial_id, "parent", parent.number)
+        storage.set_trial_user_attr(trial._trial_id, "mutated", mutated)
+        trial.user_attrs["parent"] = parent.number  # the running Trial reads its user attrs from this object
+        trial.user_attrs["mutated"] = mutated
+        self._parents[trial._trial_id] = parent
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self._parents.pop(trial._trial_id, None)
+
+    # -- variation ------------------------------------------------------------------------------------------------
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        system_attrs = trial.system_attrs
+        mutated = system_attrs.get(MUTATED_KEY)
+        if mutated is None:
+            return self._random.sample_independent(study, trial, param_name, param_distribution)
+        parent = self._parents.get(trial._trial_id)
+        if parent is None:  # another process asked this trial, or the sampler was re-created: use the storage
+            parent = study._storage.get_trial(system_attrs[PARENT_ID_KEY])
+            self._parents[trial._trial_id] = parent
+        if param_name not in parent.params:  # a branch the parent never took
+            return self._random.sample_independent(study, trial, param_name, param_distribution)
+        value = parent.params[param_name]
+        if not _contains(param_distribution, value):  # the space changed under this name: a fresh draw
+            return self._random.sample_independent(study, trial, param_name, param_distribution)
+        if param_name != mutated:
+            return value
+        return self._mutate(study, trial, param_name, param_distribution, value)
+
+    def _mutate(self, study: Study, trial: FrozenTrial, name: str, dist: BaseDistribution, value: Any) -> Any:
+        rng = self._rng
+        if isinstance(dist, CategoricalDistribution):
+            current = dist.to_internal_repr(value)
+            others = [i for i in range(len(dist.choices)) if i != current]
+            return dist.choices[others[int(rng.integers(len(others)))]]
+        if isinstance(dist, IntDistribution) and not dist.log:
+            return int(_other_on_grid(rng, dist.low, dist.high, dist.step, value))
+        if isinstance(dist, FloatDistribution) and dist.step is not None:
+            return float(_other_on_grid(rng, dist.low, dist.high, dist.step, value))
+        # log-scaled int, continuous float (uniform or log): redraw until it differs
+        for _ in range(_MAX_REDRAWS):
+            new = self._random.sample_independent(study, trial, name, dist)
+            if new != value:
+                return new
+        if isinstance(dist, IntDistribution):  # a tiny log range: pick another integer uniformly
+            return int(_other_on_grid(rng, dist.low, dist.high, 1, value))
+        return new
+
+
+def _contains(dist: BaseDistribution, value: Any) -> bool:
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (ValueError, TypeError):
+        return False
+
+
+def _other_on_grid(rng: np.random.Generator, low: float, high: float, step: float, value: float) -> float:
+    """A value of ``low, low + step, ..., <= high`` other than ``value``, uniformly."""
+    n = int(math.floor((high - low) / step + 1e-8)) + 1
+    current = min(max(int(round((value - low) / step)), 0), n - 1)
+    k = int(rng.integers(n - 1))
+    if k >= current:
+        k += 1
+    result = low + k * step
+    if isinstance(low, int) and isinstance(step, int):
+        return result
+    return min(float(result), float(high))
+
+
+__all__ = ["MUTATED_KEY", "PARENT_ID_KEY", "PARENT_KEY", "RegularizedEvolutionSampler"]
