@@ -74,6 +74,10 @@ class ChecksumError(ExportError):
     """A file does not match the checksum recorded for it."""
 
 
+class SupernetError(NascoreError):
+    """A space cannot become a weight-sharing supernet, or a supernet and a point or checkpoint do not fit."""
+
+
 def suggest(name: str, known: Iterable[str]) -> str:
     """A ' (did you mean ...?)' hint with the closest known names, or ''."""
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
