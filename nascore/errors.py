@@ -82,3 +82,7 @@ def suggest(name: str, known: Iterable[str]) -> str:
     """A ' (did you mean ...?)' hint with the closest known names, or ''."""
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
     return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+
+
+class GenotypeError(SearchSpaceError):
+    """A genotype kind is unknown, or a genotype expression lists an op or an option its cell does not take."""

@@ -1,6 +1,8 @@
 """Searched cells: the NAS-Bench-201 cell and its reduction block, and the DARTS / NASNet-style cell.
 
-A cell's wiring is one string parameter (``genotype``) so a search space can sample it like any other choice.
+A cell's wiring is one string parameter (``genotype``) so a search space can sample it like any other choice. Each
+cell also provides its genotype kind (``nascore_genotypes``): the ops it accepts, the decisions a search space
+samples, and its parser, formatter and canonical form, all from the tables and functions here.
 Modules mirror the reference implementations layer for layer and keep their state-dict keys (NAS-Bench-201's
 ``layers.k.op.1.weight``, DARTS' ``_ops.k.op.1.weight``), so published weights load.
 """
@@ -20,6 +22,7 @@ from nascore.blocks.tally import Tally, fmt_shape, same_shapes
 from nascore.errors import ParamError, ShapeError, suggest
 from nascore.blocks.layers import DropPath
 from nascore.blocks.spec import REQUIRED
+from nascore.nas.genotypes import Decision, GenotypeSpec
 
 # -- shared operations ----------------------------------------------------------------------------------------------
 
@@ -270,6 +273,11 @@ def nb201_canonical_ops(genotype: str) -> tuple[str, ...]:
     return _nb201_representatives()[_nb201_function(parse_nb201(genotype))]
 
 
+def nb201_canonical_genotype(genotype: str) -> str:
+    """The representative genotype of ``genotype``'s class (see :func:`nb201_canonical`)."""
+    return format_nb201(nb201_canonical_ops(genotype))
+
+
 def nb201_canonical(params: dict) -> dict:
     """Map equivalent NAS-Bench-201 cells to one representative genotype (``BlockSpec.canonical``).
 
@@ -281,7 +289,7 @@ def nb201_canonical(params: dict) -> dict:
     if not isinstance(params.get("genotype"), str):
         raise ParamError(f"got {params.get('genotype')!r:.60}, expected a NAS-Bench-201 genotype string",
                          where="parameter 'genotype'")
-    return {**params, "genotype": format_nb201(nb201_canonical_ops(params["genotype"]))}
+    return {**params, "genotype": nb201_canonical_genotype(params["genotype"])}
 
 
 NB201_CELL = BlockSpec(
@@ -530,11 +538,15 @@ def _darts_infer(in_shapes, out, reduction, reduction_prev, genotype, drop_path)
     return t.result(out=(len(nodes) * c, h, w))
 
 
+def darts_canonical_genotype(genotype: str) -> str:
+    """Sort the two pairs of every node (their sum is the same either way)."""
+    return format_darts(tuple(sorted(node, key=lambda p: (p[1], p[0]))) for node in parse_darts(genotype))
+
+
 def darts_canonical(params: dict) -> dict:
-    """Fill the default genotype and sort the two pairs of every node (their sum is the same either way)."""
+    """Fill the default genotype and sort the two pairs of every node (:func:`darts_canonical_genotype`)."""
     genotype = _darts_genotype(params.get("genotype"), bool(params.get("reduction", False)))
-    nodes = tuple(tuple(sorted(node, key=lambda p: (p[1], p[0]))) for node in parse_darts(genotype))
-    return {**params, "genotype": format_darts(nodes)}
+    return {**params, "genotype": darts_canonical_genotype(genotype)}
 
 
 DARTS_CELL = BlockSpec(
@@ -554,6 +566,54 @@ DARTS_CELL = BlockSpec(
 )
 
 
+# -- genotype kinds: what `{genotype: nb201}` and `{genotype: darts}` sample in a search space -----------------------
+
+
+def _nb201_decisions(ops: tuple[str, ...]) -> list[Decision]:
+    """One op per edge, in ``NB201_EDGES`` order: ``edge_0_1``, ``edge_0_2``, ``edge_1_2``, ... ``edge_2_3``."""
+    return [Decision(f"edge_{i}_{j}", ops) for j, i in NB201_EDGES]
+
+
+def _nb201_compose(values) -> str:
+    return format_nb201(tuple(values))
+
+
+# What a DARTS search samples from by default (DARTS' search space without 'none'), in this order: the order is
+# part of every stored study. The cell accepts all of DARTS_OPS.
+DARTS_SEARCH_OPS = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "max_pool_3x3", "avg_pool_3x3",
+                    "skip_connect")
+
+
+def _darts_decisions(ops: tuple[str, ...], nodes: int) -> list[Decision]:
+    """Per intermediate node k, two (input, op) pairs: ``node{k}/input{s}`` in 0..k+1, then ``node{k}/op{s}``."""
+    return [d for k in range(nodes) for s in range(2)
+            for d in (Decision(f"node{k}/input{s}", tuple(range(k + 2))), Decision(f"node{k}/op{s}", ops))]
+
+
+def _darts_compose(values, nodes: int) -> str:
+    pairs = [(values[i + 1], values[i]) for i in range(0, len(values), 2)]   # (op, input)
+    return format_darts(pairs[k:k + 2] for k in range(0, len(pairs), 2))
+
+
+NB201_GENOTYPE = GenotypeSpec(
+    name="nb201", ops=NB201_OPS, decisions=_nb201_decisions, compose=_nb201_compose, parse=parse_nb201,
+    format=format_nb201, canonical=nb201_canonical_genotype,
+    doc="NAS-Bench-201 cell (nb201_cell): one op per edge of the 4-node DAG, six decisions.",
+)
+
+DARTS_GENOTYPE = GenotypeSpec(
+    name="darts", ops=DARTS_OPS, default_ops=DARTS_SEARCH_OPS, decisions=_darts_decisions, compose=_darts_compose,
+    parse=parse_darts, format=format_darts, canonical=darts_canonical_genotype,
+    options=(Param("nodes", int, 4, "intermediate nodes of the cell (DARTS uses 4)", low=1, high=8),),
+    doc="DARTS / NASNet cell (darts_cell): per intermediate node two inputs and two ops.",
+)
+
+
 @hookimpl
 def nascore_blocks():
     return [NB201_CELL, NB201_REDUCTION, DARTS_CELL]
+
+
+@hookimpl
+def nascore_genotypes():
+    return [NB201_GENOTYPE, DARTS_GENOTYPE]

@@ -29,6 +29,16 @@ def nascore_blocks():
     """
 
 
+@hookspec
+def nascore_genotypes():
+    """Return the genotype kinds this plugin provides, as a sequence of :class:`nascore.nas.genotypes.GenotypeSpec`.
+
+    A kind is what ``{genotype: KIND}`` in a search space samples: the ops its cell accepts, the decisions one
+    genotype is made of, how they compose into the cell's ``genotype`` string, and the cell's parser, formatter and
+    canonical form. The plugin that provides a cell block provides its kind. Collected, unique names, like blocks.
+    """
+
+
 # -- search ---------------------------------------------------------------------------------------------------------
 
 

@@ -22,6 +22,9 @@ A space is a pure function of a trial (Optuna's define-by-run, Ray's lesson): no
 Parameter names are paths: ``stage1/kernel``, ``stage2/block``, ``stage2/mbconv/expand``, ``scale/width``.
 Everything is checked when the file loads: expression syntax, block names, and parameter names against each
 block's schema, so a typo fails before the first trial, naming the file, node and parameter.
+
+Genotype kinds (``{genotype: nb201}``, ``{genotype: darts, nodes: 4}``) belong to the cell plugins
+(:mod:`nascore.nas.genotypes`): the space only asks the kind for its decisions, one categorical each.
 """
 
 from __future__ import annotations
@@ -36,17 +39,15 @@ from typing import Any
 
 from nascore.blocks.registry import get_block
 from nascore.graph.document import TOP_KEYS, graph_from_dict
-from nascore.errors import NascoreError, SearchSpaceError, suggest
+from nascore.errors import GenotypeError, NascoreError, SearchSpaceError, suggest
 from nascore.graph.core import Graph
 from nascore.blocks.spec import RESERVED_KEYS
+from nascore.nas.genotypes import EXPRESSION_KEYS, Decision, GenotypeSpec, get_genotype
 from nascore.io.yamlio import check_mapping, read_yaml
 
 SPACE_KEYS = ("name", "description", "graph", "scale", "compound", "search")
 PRIMITIVE = (type(None), bool, int, float, str)
 MAX_GRID_VALUES = 10_000  # a finer axis is treated as continuous: grid search needs a listable space
-NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-DARTS_OPS = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "max_pool_3x3", "avg_pool_3x3",
-             "skip_connect")
 
 
 # -- expressions ----------------------------------------------------------------------------------------------------
@@ -133,32 +134,30 @@ class FloatRange(Expr):
 
 @dataclass(frozen=True)
 class Genotype(Expr):
-    """A cell genotype: one categorical per edge (NAS-Bench-201) or per node input/op pair (DARTS)."""
+    """A cell genotype of a plugin-provided kind: one categorical per decision the kind declares (NAS-Bench-201: one
+    op per edge; DARTS: two inputs and two ops per node), composed into the cell's genotype string by the kind."""
 
-    kind: str
+    spec: GenotypeSpec
     ops: tuple[str, ...]
-    nodes: int = 4
+    options: tuple[tuple[str, Any], ...] = ()
+    decisions: tuple[Decision, ...] = field(default=(), compare=False, repr=False)
 
-    def _names(self, name: str) -> list[tuple[str, tuple[Any, ...]]]:
-        if self.kind == "nb201":
-            return [(f"{name}/edge_{i}_{j}", self.ops) for j in range(1, 4) for i in range(j)]
-        names = []
-        for k in range(self.nodes):
-            for s in range(2):
-                names.append((f"{name}/node{k}/input{s}", tuple(range(k + 2))))
-                names.append((f"{name}/node{k}/op{s}", self.ops))
-        return names
+    @classmethod
+    def of(cls, spec: GenotypeSpec, ops: Any = None, options: Mapping[str, Any] | None = None) -> "Genotype":
+        """The expression for ``spec`` over ``ops`` (default: the kind's) with ``options``, checked."""
+        ops, checked = spec.resolve(ops, options)
+        return cls(spec, ops, tuple(sorted(checked.items())), spec.plan(ops, checked))
+
+    @property
+    def kind(self) -> str:
+        return self.spec.name
 
     def sample(self, trial, name):
-        values = [trial.suggest_categorical(n, choices) for n, choices in self._names(name)]
-        if self.kind == "nb201":
-            edges = iter(values)
-            return "+".join("|" + "|".join(f"{next(edges)}~{i}" for i in range(j)) + "|" for j in range(1, 4))
-        pairs = [f"{values[i + 1]}:{values[i]}" for i in range(0, len(values), 2)]
-        return "|".join(",".join(pairs[k:k + 2]) for k in range(0, len(pairs), 2))
+        values = [trial.suggest_categorical(f"{name}/{d.name}", d.choices) for d in self.decisions]
+        return self.spec.compose(values, **dict(self.options))
 
     def grid(self, name):
-        return {n: list(choices) for n, choices in self._names(name)}
+        return {f"{name}/{d.name}": list(d.choices) for d in self.decisions}
 
     def describe(self):
         return f"{self.kind} genotype over {', '.join(self.ops)}"
@@ -210,9 +209,22 @@ def parse_expr(value: Any, where: str) -> Any:
         raise SearchSpaceError(f"expected one of choice / int / float / genotype, got keys {sorted(map(str, value))}",
                                where=where)
     kind = kinds[0]
-    allowed = {"choice": {"choice"}, "int": {"int", "step", "log"}, "float": {"float", "step", "log"},
-               "genotype": {"genotype", "ops", "nodes"}}[kind] | {"name"}
+    if kind == "genotype":
+        return _named(_parse_genotype(value, where), value.get("name"), where)
+    allowed = {"choice": {"choice"}, "int": {"int", "step", "log"}, "float": {"float", "step", "log"}}[kind] | {"name"}
     return _named(_parse_body(value, kind, allowed, where), value.get("name"), where)
+
+
+def _parse_genotype(value: Mapping[str, Any], where: str) -> Genotype:
+    """``{genotype: KIND, ops: [...], OPTION: ...}``: the kind comes from the cell plugins (GENOTYPES)."""
+    try:
+        spec = get_genotype(value["genotype"])
+        if "ops" in value and not isinstance(value["ops"], list):
+            raise GenotypeError(f"genotype ops must be a list of op names, got {reprlib.repr(value['ops'])}")
+        options = {k: v for k, v in value.items() if k not in EXPRESSION_KEYS}
+        return Genotype.of(spec, value.get("ops"), options)
+    except NascoreError as err:
+        raise err.located(where) from None
 
 
 def _parse_body(value: Mapping[str, Any], kind: str, allowed: set[str], where: str) -> Expr:
@@ -231,46 +243,31 @@ def _parse_body(value: Mapping[str, Any], kind: str, allowed: set[str], where: s
         if len(set(map(repr, encoded))) != len(encoded):
             raise SearchSpaceError(f"choice lists a value twice: {body!r:.60}", where=where)
         return Choice(tuple(body))
-    if kind in ("int", "float"):
-        number = (int,) if kind == "int" else (int, float)
-        if (not isinstance(body, list) or len(body) != 2
-                or not all(isinstance(b, number) and not isinstance(b, bool) and _finite(b) for b in body)):
-            raise SearchSpaceError(f"{kind} needs [low, high] of finite {kind}s, got {reprlib.repr(body)}",
-                                   where=where)
-        if any(abs(b) > 1e15 for b in body):
-            raise SearchSpaceError(f"{kind} range {reprlib.repr(body)} is out of any sensible scale", where=where)
-        low, high = body
-        if low > high:
-            raise SearchSpaceError(f"{kind} range [{low}, {high}] has low > high", where=where)
-        log = value.get("log", False)
-        if not isinstance(log, bool) or (log and low <= 0):
-            raise SearchSpaceError(f"log must be true/false and needs low > 0, got log={log!r}, low={low}",
-                                   where=where)
-        step = value.get("step", 1 if kind == "int" else None)
-        if step is not None and (not isinstance(step, number) or isinstance(step, bool) or not _finite(step)
-                                 or step <= 0):
-            raise SearchSpaceError(f"step must be a positive {kind}, got {step!r}", where=where)
-        if log and step not in (None, 1):
-            raise SearchSpaceError("log ranges take no step", where=where)
-        if kind == "int":
-            return IntRange(low, high, step, log)
-        if step is not None and abs((high - low) / step - round((high - low) / step)) > 1e-9:
-            raise SearchSpaceError(f"step {step} does not divide [{low}, {high}]", where=where)
-        return FloatRange(float(low), float(high), None if step is None else float(step), log)
-    if body not in ("nb201", "darts"):
-        raise SearchSpaceError(f"genotype must be 'nb201' or 'darts', got {body!r:.40}", where=where)
-    default_ops = NB201_OPS if body == "nb201" else DARTS_OPS
-    ops = value.get("ops", list(default_ops))
-    if not isinstance(ops, list) or not ops or not all(isinstance(o, str) for o in ops):
-        raise SearchSpaceError(f"genotype ops must be a list of op names, got {ops!r:.60}", where=where)
-    unknown = [o for o in ops if o not in default_ops and o != "none"]
-    if unknown:
-        raise SearchSpaceError(f"unknown {body} op {unknown[0]!r}{suggest(unknown[0], default_ops)}; expected "
-                               f"{', '.join(default_ops)}", where=where)
-    nodes = value.get("nodes", 4)
-    if body == "darts" and (not isinstance(nodes, int) or not 1 <= nodes <= 8):
-        raise SearchSpaceError(f"genotype nodes must be an int in [1, 8], got {nodes!r}", where=where)
-    return Genotype(body, tuple(ops), nodes)
+    number = (int,) if kind == "int" else (int, float)
+    if (not isinstance(body, list) or len(body) != 2
+            or not all(isinstance(b, number) and not isinstance(b, bool) and _finite(b) for b in body)):
+        raise SearchSpaceError(f"{kind} needs [low, high] of finite {kind}s, got {reprlib.repr(body)}",
+                               where=where)
+    if any(abs(b) > 1e15 for b in body):
+        raise SearchSpaceError(f"{kind} range {reprlib.repr(body)} is out of any sensible scale", where=where)
+    low, high = body
+    if low > high:
+        raise SearchSpaceError(f"{kind} range [{low}, {high}] has low > high", where=where)
+    log = value.get("log", False)
+    if not isinstance(log, bool) or (log and low <= 0):
+        raise SearchSpaceError(f"log must be true/false and needs low > 0, got log={log!r}, low={low}",
+                               where=where)
+    step = value.get("step", 1 if kind == "int" else None)
+    if step is not None and (not isinstance(step, number) or isinstance(step, bool) or not _finite(step)
+                             or step <= 0):
+        raise SearchSpaceError(f"step must be a positive {kind}, got {step!r}", where=where)
+    if log and step not in (None, 1):
+        raise SearchSpaceError("log ranges take no step", where=where)
+    if kind == "int":
+        return IntRange(low, high, step, log)
+    if step is not None and abs((high - low) / step - round((high - low) / step)) > 1e-9:
+        raise SearchSpaceError(f"step {step} does not divide [{low}, {high}]", where=where)
+    return FloatRange(float(low), float(high), None if step is None else float(step), log)
 
 
 # -- nodes ----------------------------------------------------------------------------------------------------------

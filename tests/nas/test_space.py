@@ -152,9 +152,12 @@ def test_nb201_isomorphic_cells_hash_the_same():
     ("- {name: a, block: {choice: {mbconv: {out: 8}, fire: {out: 8}}}}", SearchSpaceError, "block 'fire' has no "
      "parameter 'out'"),
     ("- {name: a, block: {choice: 3}}", SearchSpaceError, "a block choice lists block names"),
-    ("- {name: a, block: nb201_cell, genotype: {genotype: nb301}}", SearchSpaceError, "'nb201' or 'darts'"),
+    ("- {name: a, block: nb201_cell, genotype: {genotype: nb301}}", SearchSpaceError,
+     "unknown genotype kind 'nb301' (did you mean 'nb201'?)"),
     ("- {name: a, block: nb201_cell, genotype: {genotype: nb201, ops: [conv_9x9]}}", SearchSpaceError,
      "unknown nb201 op"),
+    ("- {name: a, block: darts_cell, genotype: {genotype: darts, ops: [conv_9x9]}}", SearchSpaceError,
+     "the cell accepts none, max_pool_3x3"),
     ("- {name: a, block: conv_bn_act, repeat: {float: [1, 2]}, out: 8}", SearchSpaceError, "repeat must be"),
     ("- {name: a, block: conv_bn_act, out: {choice: [8, 8]}}", SearchSpaceError, "twice"),
     ("- {name: a, block: conv_bn_act, out: [{choice: [8]}]}", SearchSpaceError, "nested inside a list"),

@@ -245,6 +245,17 @@ def test_darts_canonical():
         "max_pool_3x3:1,skip_connect:2"
 
 
+def test_genotype_kinds_use_the_cells_own_tables():
+    """The search space's nb201 / darts kinds are the cells' op tables, parsers, formatters and canonical forms."""
+    kinds = {spec.name: spec for spec in cells.nascore_genotypes()}
+    assert kinds["nb201"].ops == cells.NB201_OPS and kinds["darts"].ops == cells.DARTS_OPS
+    assert kinds["nb201"].parse is cells.parse_nb201 and kinds["darts"].format is cells.format_darts
+    assert set(cells.DARTS_SEARCH_OPS) < set(cells.DARTS_OPS)
+    assert kinds["nb201"].canonical(BRIEF) == cells.nb201_canonical({"genotype": BRIEF})["genotype"]
+    assert kinds["darts"].canonical(ALL_DARTS_OPS) == cells.darts_canonical({"genotype": ALL_DARTS_OPS})["genotype"]
+    assert kinds["darts"].parse(ALL_DARTS_OPS) == cells.parse_darts(ALL_DARTS_OPS)
+
+
 # -- modules -------------------------------------------------------------------------------------------------------
 
 
