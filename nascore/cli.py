@@ -51,10 +51,16 @@ def main() -> None:
 
 @main.command("blocks")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a listing.")
+@click.option("--check", is_flag=True,
+              help="Check every block against its module (a given infer must agree exactly; exit 1 if one does not).")
 @_fail_cleanly
-def blocks_command(as_json: bool) -> None:
+def blocks_command(as_json: bool, check: bool) -> None:
     """List every block, the plugin that provides it, and its parameters."""
     from nascore.blocks.registry import BLOCKS
+
+    if check:
+        _check_blocks(as_json)
+        return
 
     rows = []
     for name, spec in BLOCKS.items():
@@ -78,6 +84,24 @@ def blocks_command(as_json: bool) -> None:
             click.echo(f"    - {p['name']}: {_describe(p)}, {default}  {p['doc']}")
     for line in problems:
         click.echo(f"problem: {line}", err=True)
+
+
+def _check_blocks(as_json: bool) -> None:
+    from nascore.blocks.testing import check_blocks
+
+    results = check_blocks()
+    failed = [r for r in results if r.status == "failed"]
+    if as_json:
+        click.echo(json.dumps({"blocks": [vars(r) for r in results]}, indent=2))
+    else:
+        for r in results:
+            click.echo(f"{r.status:<7} {r.block}  [{r.plugin}]  {r.detail}")
+        counts = {s: sum(r.status == s for r in results) for s in ("ok", "failed", "skipped")}
+        click.echo(f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped")
+    for r in failed:
+        click.echo(f"error: block {r.block!r} of plugin {r.plugin!r} fails its check with {r.detail}", err=True)
+    if failed:
+        sys.exit(1)
 
 
 def _describe(p: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""What a block is: a module factory, a typed parameter schema, its arity, and a weight-free shape/cost formula.
+"""What a block is: a module factory, a typed parameter schema, its arity, and an optional weight-free formula.
 
 One schema serves the YAML validator, the CLI listing and the search-space language (timm's lesson: never probe a
 constructor with try/except). Input channels are never a parameter: the builder passes them from the producers.
@@ -156,22 +156,27 @@ class Inference:
 
 @dataclass(frozen=True)
 class BlockSpec:
-    """A block: ``module(in_channels, **params)`` builds it; ``infer(in_shapes, **params)`` predicts it.
+    """A block: ``module(in_channels, **params)`` builds it; ``infer(in_shapes, **params)``, optional, predicts it.
 
     ``in_channels`` is an int for single-input blocks and a list of ints otherwise; ``in_shapes`` is always a list.
-    ``infer`` must agree exactly with the built module's output shapes and parameter count (tested per block).
+    Without ``infer``, nascore measures the module on the meta device (:mod:`nascore.blocks.estimate`, cached);
+    with one, it must agree exactly with the built module's output shapes, parameters and MACs
+    (:func:`nascore.blocks.testing.check_block`, ``nascore blocks --check``); it is hundreds of times faster.
     ``canonical(params)``, when given, maps equivalent parameter sets (isomorphic cells) to one representative.
+    ``examples`` are parameter sets ``nascore blocks --check`` tries (needed when a parameter is required); an
+    example may hold ``inputs``, a list of input shapes, where the default inputs do not fit.
     """
 
     name: str
     module: Callable[..., nn.Module]
-    infer: Callable[..., Inference]
+    infer: Callable[..., Inference] | None = None
     params: tuple[Param, ...] = ()
     arity: Arity = ONE
     doc: str = ""
     paper: str = ""
     aliases: tuple[str, ...] = ()
     canonical: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    examples: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
     _by_name: Mapping[str, Param] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -182,6 +187,9 @@ class BlockSpec:
         if clash:
             raise ValueError(f"block {self.name!r} uses reserved parameter names {sorted(clash)}")
         object.__setattr__(self, "_by_name", by_name)
+        if isinstance(self.examples, Mapping) or not all(isinstance(e, Mapping) for e in self.examples):
+            raise ValueError(f"block {self.name!r}: examples must be a tuple of parameter dicts")
+        object.__setattr__(self, "examples", tuple(self.examples))
 
     def param(self, name: str) -> Param | None:
         return self._by_name.get(name)

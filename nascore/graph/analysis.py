@@ -1,21 +1,21 @@
 """Validate a graph and infer every node's shapes, parameters and MACs, without allocating a single weight.
 
 Order of checks: structure (cycles, unknown references, unreachable and dangling nodes), then per node in
-topological order: block exists, parameters fit the schema, arity, input shapes (via the block's ``infer``).
-Every error is a NascoreError naming the file and node.
+topological order: block exists, parameters fit the schema, arity, input shapes (via the block's ``infer``, or
+its module measured on the meta device when it has none). Every error is a NascoreError naming the file and node;
+a plugin's bug is a PluginError naming the plugin.
 """
 
 from __future__ import annotations
 
-import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
 
+from nascore.blocks.estimate import inference_of
 from nascore.blocks.registry import get_block
-from nascore.blocks.tally import fmt_shape
-from nascore.errors import GraphError, NascoreError, PluginError, ShapeError
+from nascore.errors import GraphError, NascoreError
 from nascore.graph.core import INPUT, Graph, Ref
 from nascore.blocks.spec import BlockSpec, Inference, Shape
 
@@ -113,28 +113,12 @@ def analyse(graph: Graph, input_shape: Shape) -> Analysis:
 
 
 def _infer(spec: BlockSpec, in_shapes: list[Shape], params: dict[str, Any]) -> Inference:
-    """Call a block's formula; whatever a plugin's code raises or returns becomes a located NascoreError."""
-    try:
-        inference = spec.infer(in_shapes, **params)
-    except NascoreError:
-        raise
-    except (ValueError, TypeError, ZeroDivisionError, IndexError, KeyError) as exc:
-        raise ShapeError(f"block {spec.name!r} cannot take inputs "
-                         f"{', '.join(fmt_shape(s) for s in in_shapes)}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - a plugin's bug, reported against the node that uses it
-        raise PluginError(f"block {spec.name!r}'s infer raised {type(exc).__name__}: {str(exc)[:200]}") from None
-    if not isinstance(inference, Inference) or not isinstance(inference.outputs, dict) or not inference.outputs:
-        raise PluginError(f"block {spec.name!r}'s infer returned {reprlib.repr(inference)}, expected an Inference "
-                          "with at least one output")
-    for out, shape in inference.outputs.items():
-        if (not isinstance(shape, tuple) or not shape
-                or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
-            raise PluginError(f"block {spec.name!r}'s infer gave output {out!r} the shape {reprlib.repr(shape)}, "
-                              "expected a tuple of positive ints")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (inference.params, inference.macs)):
-        raise PluginError(f"block {spec.name!r}'s infer counted params={reprlib.repr(inference.params)}, "
-                          f"macs={reprlib.repr(inference.macs)}; expected non-negative ints")
-    return inference
+    """A block's formula, or its meta-device estimate when it has none (:func:`nascore.blocks.estimate.inference_of`).
+
+    A ShapeError is the user's (the shapes do not fit); a formula that raises anything else or returns garbage is a
+    PluginError naming the plugin and the block. Either is located at the node by the caller.
+    """
+    return inference_of(spec, in_shapes, params)
 
 
 def _pick_output(ref: Ref, outs: dict[str, Shape], graph: Graph) -> Shape:

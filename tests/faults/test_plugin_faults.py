@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from nascore import Graph
-from nascore.errors import DuplicateBlockError, NascoreError
+from nascore.errors import DuplicateBlockError, NascoreError, PluginError, ShapeError
 from tests.faults import faulty_plugins as fp
 
 SOURCE = "plugged.yaml"
@@ -130,8 +130,6 @@ def test_duplicate_block_name_within_one_plugin_is_an_error(fresh_plugins):
 
 
 def test_registering_the_same_plugin_name_twice_is_a_plugin_error(fresh_plugins):
-    from nascore.errors import PluginError
-
     fresh_plugins.register_plugin(fp.GeneratorWorks(), name="twice")
     with pytest.raises(PluginError, match="twice"):
         fresh_plugins.register_plugin(fp.GeneratorWorks(), name="twice")
@@ -142,21 +140,24 @@ def test_registering_the_same_plugin_name_twice_is_a_plugin_error(fresh_plugins)
 
 @pytest.mark.parametrize("block", sorted(fp.INFER_RAISES))
 def test_infer_raising_any_exception_is_a_nascore_error_naming_the_node(broken_blocks, block):
-    """analysis.py turns ValueError / TypeError / ZeroDivisionError / IndexError / KeyError from a block's infer
-    into a ShapeError naming the node; anything else (RuntimeError, AttributeError, OverflowError, ...) escapes."""
-    with pytest.raises(NascoreError) as info:
+    """Any exception but a NascoreError out of a block's infer (ZeroDivisionError, KeyError, RuntimeError, ...) is
+    the plugin's bug: a PluginError naming the node, the block and the plugin, never the user's ShapeError."""
+    with pytest.raises(PluginError) as info:
         Graph.from_dict(_doc(block), SOURCE)
-    assert str(info.value).startswith(f"{SOURCE}: node 'bad'"), str(info.value)
-    assert block in str(info.value)
+    message = str(info.value)
+    assert message.startswith(f"{SOURCE}: node 'bad'"), message
+    assert f"block {block!r} of plugin 'broken_blocks'" in message and type(fp.INFER_RAISES[block]).__name__ in message
+    assert not isinstance(info.value, ShapeError) and "\n" not in message
 
 
 @pytest.mark.parametrize("block", sorted(fp.INFER_GARBAGE))
 def test_infer_returning_garbage_is_a_nascore_error_naming_the_node(broken_blocks, block):
     """An infer that returns None, a dict, no outputs or impossible shapes is the plugin's fault and must be
     reported at its node (not as an AttributeError / StopIteration, nor as a shape error of the next node)."""
-    with pytest.raises(NascoreError) as info:
+    with pytest.raises(PluginError) as info:
         Graph.from_dict(_doc(block), SOURCE)
     assert str(info.value).startswith(f"{SOURCE}: node 'bad'"), str(info.value)
+    assert "plugin 'broken_blocks'" in str(info.value)
 
 
 @pytest.mark.parametrize("block", sorted(fp.MODULE_RAISES) + ["module_returns_none", "module_returns_int"])

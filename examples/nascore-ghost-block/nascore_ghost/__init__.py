@@ -1,5 +1,8 @@
 """GhostNet's Ghost module as a nascore block: a few real feature maps, the rest made by cheap depthwise ops.
 
+A module and a schema are all a block needs: nascore measures the module on the meta device for shapes, parameters
+and MACs. The README's "Write a block plugin" adds the optional exact ``infer``: hundreds of times faster.
+
 [GhostNet: More Features from Cheap Operations, Han et al., CVPR 2020]
 """
 
@@ -11,7 +14,6 @@ import torch
 import torch.nn as nn
 
 from nascore import BlockSpec, Param, hookimpl
-from nascore.blocks.tally import Tally
 from nascore.blocks.layers import ConvNormAct
 
 
@@ -28,28 +30,16 @@ class GhostModule(nn.Module):
         y = self.primary(x)
         return torch.cat([y, self.cheap(y)], 1)[:, : self.out]
 
-    @staticmethod
-    def tally(t: Tally, shape, out: int, ratio: int = 2, dw_kernel: int = 3, relu: bool = True):
-        primary = math.ceil(out / ratio)
-        act = "relu" if relu else "none"
-        y = ConvNormAct.tally(t, shape, primary, 1, act=act)
-        ConvNormAct.tally(t, y, primary * (ratio - 1), dw_kernel, groups=primary, act=act)
-        return (out, y[1], y[2])
-
-
-def _infer(in_shapes, **params):
-    t = Tally()
-    return t.result(out=GhostModule.tally(t, in_shapes[0], **params))
-
 
 GHOST = BlockSpec(
-    name="ghost_module", module=GhostModule, infer=_infer,
+    name="ghost_module", module=GhostModule,
     params=(Param("out", int, doc="output channels", low=1, channels=True),
             Param("ratio", int, 2, "1 / fraction of channels made by real convolutions", low=2, high=8),
             Param("dw_kernel", int, 3, "kernel of the cheap depthwise operation", choices=(1, 3, 5, 7)),
             Param("relu", bool, True, "ReLU after both parts")),
     doc="Ghost module: half the feature maps from a 1x1 conv, the other half from cheap depthwise convs.",
     paper="GhostNet: More Features from Cheap Operations (Han et al. 2020)",
+    examples=({"out": 32}, {"out": 30, "ratio": 3, "relu": False}),   # what `nascore blocks --check` tries
 )
 
 
