@@ -14,10 +14,14 @@ def __getattr__(name: str):
         from nascore.nas.driver import search
 
         return search
-    if name in ("export", "load_model"):
-        from nascore.exporting import package as exporting
+    if name == "export":
+        from nascore.exporting.package import export
 
-        return getattr(exporting, name)
+        return export
+    if name == "load_model":
+        from nascore.exporting.verify import load_model
+
+        return load_model
     if name == "train":
         from nascore.training.retrain import train_graph
 

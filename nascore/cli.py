@@ -343,7 +343,8 @@ def train_command(graph, out, data, data_root, data_params, epochs, train_settin
 @_fail_cleanly
 def export_command(source, out, formats, input_shape, trial, overwrite) -> None:
     """Export SOURCE (a run directory, a graph YAML, or a trained folder) as a deployable model folder."""
-    from nascore.exporting.package import export, read_manifest
+    from nascore.exporting.package import export
+    from nascore.exporting.verify import read_manifest
 
     path = export(source, out, formats=formats, input_shape=_parse_input(input_shape), trial=trial,
                   overwrite=overwrite)
@@ -358,7 +359,7 @@ def export_command(source, out, formats, input_shape, trial, overwrite) -> None:
 @_fail_cleanly
 def verify_command(export_dir) -> None:
     """Check an export folder: every file's checksum, the manifest, and the graph."""
-    from nascore.exporting.package import verify_export
+    from nascore.exporting.verify import verify_export
 
     problems = verify_export(export_dir)
     for problem in problems:
@@ -372,7 +373,7 @@ def verify_command(export_dir) -> None:
 @_fail_cleanly
 def exporters_command() -> None:
     """List the export formats and the plugins that provide them."""
-    from nascore.exporting.package import EXPORTERS
+    from nascore.exporting.spec import EXPORTERS
 
     for name, spec in EXPORTERS.items():
         state = "available" if spec.available else f"needs: {spec.install_hint}"

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from nascore.errors import ExportError
-from nascore.exporting.package import (
+from nascore.exporting.spec import (
     EXAMPLE_SEED,
     ExporterSpec,
     compare_outputs,

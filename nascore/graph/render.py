@@ -9,7 +9,7 @@ from pathlib import Path
 from nascore.blocks.tally import fmt_shape
 from nascore.errors import NascoreError
 from nascore.graph.core import INPUT, Graph
-from nascore.io.yamlio import atomic_write_text
+from nascore.io.atomic import atomic_write_bytes, atomic_write_text
 
 FORMATS = (".dot", ".gv", ".mmd", ".svg", ".png")
 
@@ -66,11 +66,9 @@ def render(graph: Graph, out: str | Path) -> Path:
         if dot is None:
             raise NascoreError(f"{suffix} needs Graphviz's 'dot' program (apt install graphviz); "
                                "write .dot or .mmd instead", where=str(out))
-        tmp = out.with_name(f".{out.name}.tmp")
-        proc = subprocess.run([dot, f"-T{suffix[1:]}", "-o", str(tmp)], input=to_dot(graph), text=True,
-                              capture_output=True, check=False)
+        proc = subprocess.run([dot, f"-T{suffix[1:]}"], input=to_dot(graph).encode("utf-8"), capture_output=True,
+                              check=False)
         if proc.returncode != 0:
-            tmp.unlink(missing_ok=True)
-            raise NascoreError(f"Graphviz failed: {proc.stderr.strip()}", where=str(out))
-        tmp.replace(out)
+            raise NascoreError(f"Graphviz failed: {proc.stderr.decode('utf-8', 'replace').strip()}", where=str(out))
+        atomic_write_bytes(out, proc.stdout)
     return out

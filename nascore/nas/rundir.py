@@ -16,12 +16,11 @@ import fcntl
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from nascore.io.atomic import atomic_write_bytes, atomic_write_text
+from nascore.io.atomic import atomic_dir, atomic_write_bytes, atomic_write_text
 from nascore.nas.config import SearchConfig
 from nascore.errors import RunError
 from nascore.nas.space import SearchSpace
@@ -46,15 +45,10 @@ class RunDir:
         while final.exists():
             n += 1
             final = root / f"{name}-{stamp}-{n}"
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-        try:
+        with atomic_dir(final) as tmp:
             (tmp / "config.yaml").write_text(dump_yaml(config.to_dict()))
             (tmp / "space.yaml").write_text(dump_yaml(space.document))
             (tmp / "trials").mkdir()
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return cls(final)
 
     @classmethod
@@ -162,21 +156,14 @@ class RunDir:
 
     def publish(self, target: str, trials: list[int]) -> None:
         """Copy the chosen trials' graph and weights to ``best/`` or ``pareto/`` (replaced atomically)."""
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target}.", dir=self.path))
-        for number in trials:
-            src = self.trial_dir(number)
-            dst = tmp if target == "best" else tmp / f"trial_{number:05d}"
-            dst.mkdir(exist_ok=True)
-            for name in ("graph.yaml", "model.safetensors"):
-                if (src / name).exists():
-                    shutil.copy2(src / name, dst / name)
-        final = self.path / target
-        old = self.path / f".{target}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+        with atomic_dir(self.path / target, replace=True) as tmp:
+            for number in trials:
+                src = self.trial_dir(number)
+                dst = tmp if target == "best" else tmp / f"trial_{number:05d}"
+                dst.mkdir(exist_ok=True)
+                for name in ("graph.yaml", "model.safetensors"):
+                    if (src / name).exists():
+                        shutil.copy2(src / name, dst / name)
 
 
 def _sqlite_wal(engine) -> None:

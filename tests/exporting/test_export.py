@@ -20,7 +20,9 @@ from safetensors.torch import load_file, save_file
 
 from nascore import Graph, hookimpl
 from nascore.errors import ChecksumError, ExportError, NascoreError
-from nascore.exporting.package import EXPORTERS, ExporterSpec, export, load_model, read_manifest, verify_export
+from nascore.exporting.package import export
+from nascore.exporting.spec import EXPORTERS, ExporterSpec
+from nascore.exporting.verify import load_model, read_manifest, verify_export
 from tests.conftest import GRAPHS, SPACES
 
 ALL_FORMATS = ("weights", "torchscript", "torch_export", "onnx")
@@ -614,7 +616,7 @@ def test_errors_are_nascore_errors():
 
 
 def test_compare_outputs_tolerance_shapes_and_non_finite_values():
-    from nascore.exporting.package import compare_outputs
+    from nascore.exporting.spec import compare_outputs
 
     a = torch.tensor([1.0, 2.0, float("nan"), float("inf")])
     assert compare_outputs([a], [a + 5e-5], ATOL, RTOL, "x") == pytest.approx(5e-5, rel=2e-2)

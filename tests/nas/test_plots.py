@@ -14,7 +14,7 @@ from nascore.nas.plots import plot_run
 from nascore.nas.rundir import RunDir
 from nascore.nas.space import SearchSpace
 
-from .conftest import SPACES
+from tests.conftest import SPACES
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0)
 
