@@ -78,6 +78,25 @@ class SupernetError(NascoreError):
     """A space cannot become a weight-sharing supernet, or a supernet and a point or checkpoint do not fit."""
 
 
+class StrategyError(NascoreError):
+    """A search strategy is unknown, misconfigured, or cannot serve the study it is asked for."""
+
+
+class EvaluatorError(NascoreError):
+    """An evaluator name or its behaviour is wrong."""
+
+
+class TrialFailed(NascoreError):
+    """A candidate could not be trained: non-finite loss or out of memory. The search records it and goes on."""
+
+    def __init__(self, message: str, *, where: str | None = None, reason: str = "failed",
+                 epoch: int | None = None, step: int | None = None):
+        super().__init__(message, where=where)
+        self.reason = reason  # "non-finite" | "out of memory" | "no parameters"
+        self.epoch = epoch
+        self.step = step
+
+
 def suggest(name: str, known: Iterable[str]) -> str:
     """A ' (did you mean ...?)' hint with the closest known names, or ''."""
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)

@@ -1,1 +1,1 @@
-"""Files nascore reads and writes: bounded YAML reading, atomic file and folder writes."""
+"""Files nascore reads and writes: bounded YAML reading, atomic file and folder writes, typed settings sections."""

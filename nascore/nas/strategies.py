@@ -1,31 +1,30 @@
 """Search strategies are plugins: each one makes an Optuna sampler for a study driven by ask/tell.
 
-A plugin's ``nascore_strategies()`` hook returns :class:`StrategySpec` entries. ``make`` receives a
-:class:`StrategyContext` (objective directions, seed, number of concurrent trials, the finite grid of the space when
-there is one, and the user's options, already checked against ``StrategySpec.options`` and completed with their
-defaults) and returns an ``optuna.samplers.BaseSampler``.
+A plugin's ``nascore_strategies()`` hook returns :class:`StrategySpec` entries. Their ``make`` (a
+:class:`SamplerFactory`) receives a :class:`StrategyContext` (objective directions, seed, number of concurrent
+trials, the finite grid of the space when there is one, and the user's options, already checked against
+``StrategySpec.options`` and completed with their defaults) and returns an ``optuna.samplers.BaseSampler``, whose
+documented contract (``infer_relative_search_space``, ``sample_relative``, ``sample_independent``, and the
+``before_trial`` / ``after_trial`` hooks that do nothing by default) is the whole of what the search asks of it,
+besides the optional :class:`Exhaustible` ``is_exhausted``.
 
 Optuna is imported lazily: loading the plugins (``nascore blocks``) does not pay for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from nascore.errors import NascoreError, suggest
-from nascore.ext.registry import Registry
 from nascore.blocks.spec import Param
+from nascore.errors import NascoreError, StrategyError, suggest
+from nascore.ext.registry import Registry
 
 if TYPE_CHECKING:
     import optuna
 
 DIRECTIONS = ("maximize", "minimize")
-
-
-class StrategyError(NascoreError):
-    """A search strategy is unknown, misconfigured, or cannot serve the study it is asked for."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +48,26 @@ class StrategyContext:
         return len(self.directions) > 1
 
 
+class SamplerFactory(Protocol):
+    """``make(context)``: a new ``optuna.samplers.BaseSampler`` for one study, as ``context`` asks.
+
+    Called once per search (and again on resume). Raise :class:`~nascore.errors.StrategyError` when the strategy
+    cannot serve the context (e.g. a grid over continuous parameters); a ValueError (Optuna rejecting an argument)
+    or any other exception is reported as the strategy's error too.
+    """
+
+    def __call__(self, context: StrategyContext) -> optuna.samplers.BaseSampler:
+        ...
+
+
+@runtime_checkable
+class Exhaustible(Protocol):
+    """A sampler that can run out of new trials (a grid): the search asks before each ``study.ask()``."""
+
+    def is_exhausted(self, study: optuna.Study) -> bool:
+        """Whether every trial this sampler can propose has been asked for."""
+
+
 @dataclass(frozen=True)
 class StrategySpec:
     """One search strategy: a sampler factory and what it can do.
@@ -58,7 +77,7 @@ class StrategySpec:
     """
 
     name: str
-    make: Callable[[StrategyContext], "optuna.samplers.BaseSampler"]
+    make: SamplerFactory
     doc: str
     multi_objective: bool
     aliases: tuple[str, ...] = ()
@@ -144,9 +163,8 @@ def exhausted(sampler: Any, study: "optuna.Study") -> bool:
     An ask/tell loop checks this before each ``study.ask()``: Optuna's ``study.stop()`` only works inside
     ``study.optimize``.
     """
-    check = getattr(sampler, "is_exhausted", None)
-    return bool(check(study)) if callable(check) else False
+    return isinstance(sampler, Exhaustible) and bool(sampler.is_exhausted(study))
 
 
-__all__ = ["DIRECTIONS", "STRATEGIES", "StrategyContext", "StrategyError", "StrategySpec", "check_context",
-           "exhausted", "get_strategy", "make_sampler"]
+__all__ = ["DIRECTIONS", "STRATEGIES", "Exhaustible", "SamplerFactory", "StrategyContext", "StrategySpec",
+           "check_context", "exhausted", "get_strategy", "make_sampler"]

@@ -18,16 +18,19 @@ import pickle
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from nascore.errors import DataError, NascoreError, suggest
+from nascore.errors import DataError, NascoreError, RunError, suggest
 from nascore.ext.registry import Registry
 from nascore.blocks.spec import Param
 from nascore.io.yamlio import read_bytes
+
+if TYPE_CHECKING:
+    from nascore.graph.core import Graph
 
 
 class TensorSplit(Dataset):
@@ -184,6 +187,38 @@ def load_dataset(name: str, root: str | Path | None = None, **params: Any) -> Sp
     return splits
 
 
+class DataShape(Protocol):
+    """What a model must fit of a data set: :class:`Splits` has it, and so does any object with these attributes
+    (a search keeps only these once it has loaded the data set)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def num_classes(self) -> int: ...
+
+
+def check_fits(graph: Graph, dataset: DataShape, where: str | None = None) -> None:
+    """``graph`` must take the data set's channels and output one logit per class (other input sides are resized).
+
+    A RunError prefixed by ``where`` (when given) says what to change otherwise.
+    """
+    channels, classes = dataset.input_shape[0], dataset.num_classes
+    if graph.input_shape[0] != channels:
+        raise RunError(f"graph {graph.name!r} takes {graph.input_shape[0]} input channels but data set "
+                       f"{dataset.name!r} has {channels}; expected the same (set the graph's input to "
+                       f"[{channels}, H, W])", where=where)
+    outs = list(graph.analyse().outputs.values())
+    if len(outs) != 1 or tuple(outs[0]) != (classes,):
+        shown = ", ".join(str(list(o)) for o in outs)
+        raise RunError(f"graph {graph.name!r} outputs {shown} but data set {dataset.name!r} has {classes} classes; "
+                       f"expected one output of shape [{classes}] (end the graph with a linear layer of out: "
+                       f"{classes})", where=where)
+
+
 # -- helpers for data-set plugins ---------------------------------------------------------------------------------
 
 
@@ -294,5 +329,5 @@ def load_pickle(path: str | Path, encoding: str = "bytes") -> Any:
                         "batch", where=str(path)) from None
 
 
-__all__ = ["DATASETS", "DatasetSpec", "SAFE_PICKLE_GLOBALS", "Splits", "TensorSplit", "channel_stats", "load_dataset",
-           "load_pickle", "stratified_split"]
+__all__ = ["DATASETS", "DataShape", "DatasetSpec", "SAFE_PICKLE_GLOBALS", "Splits", "TensorSplit", "channel_stats",
+           "check_fits", "load_dataset", "load_pickle", "stratified_split"]

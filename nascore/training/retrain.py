@@ -23,14 +23,17 @@ from typing import Any
 
 import torch
 
-from nascore.io.atomic import atomic_write
 from nascore.errors import RunError
 from nascore.graph.core import Graph
+from nascore.io.atomic import atomic_write_bytes, atomic_write_text
+from nascore.training.data import check_fits, load_dataset
+from nascore.training.trainer import TrainConfig, Trainer, read_checkpoint, seed_everything, write_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 1
 # settings that may differ on resume without changing the result (where and how fast it runs)
 _RESUME_FREE = ("device", "threads")
+_AFRESH = "; delete it or pass resume=False (--no-resume) to train afresh"
 
 
 def _load_graph(graph_or_path: Graph | str | Path) -> Graph:
@@ -47,24 +50,8 @@ def _load_graph(graph_or_path: Graph | str | Path) -> Graph:
     return Graph.load(path)
 
 
-def check_fit(graph: Graph, splits: Any) -> None:
-    """The data set's channels and classes must be the graph's; a RunError saying what to change otherwise."""
-    channels, classes = splits.input_shape[0], splits.num_classes
-    if graph.input_shape[0] != channels:
-        raise RunError(f"graph {graph.name!r} takes {graph.input_shape[0]} input channels but data set "
-                       f"{splits.name!r} has {channels}; expected the same (set the graph's input to "
-                       f"[{channels}, H, W])")
-    outs = list(graph.analyse().outputs.values())
-    if len(outs) != 1 or tuple(outs[0]) != (classes,):
-        shown = ", ".join(str(list(o)) for o in outs)
-        raise RunError(f"graph {graph.name!r} outputs {shown} but data set {splits.name!r} has {classes} classes; "
-                       f"expected one output of shape [{classes}] (end the graph with a linear layer of out: "
-                       f"{classes})")
-
-
 def _build_model(graph: Graph, splits: Any, config: Any) -> torch.nn.Module:
     """Exactly as a search trial: seeded build, and a Resize wrapper when the graph's side differs from the data."""
-    from nascore.training.trainer import seed_everything
     from nascore.nas.worker import Resize
 
     seed_everything(config.seed)
@@ -75,16 +62,10 @@ def _build_model(graph: Graph, splits: Any, config: Any) -> torch.nn.Module:
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - truncated, foreign or tampered file: all say the same to the user
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise RunError(f"not a readable checkpoint ({type(exc).__name__}: {first:.200}); delete it or pass "
-                       "resume=False (--no-resume) to train afresh", where=str(path)) from None
-    if not isinstance(state, Mapping) or not isinstance(state.get("nascore"), Mapping) or "epoch" not in state:
-        raise RunError("is not a nascore retrain checkpoint (no 'nascore' record); delete it or pass resume=False "
-                       "(--no-resume) to train afresh", where=str(path))
-    return dict(state)
+    state = read_checkpoint(path, advice=_AFRESH)
+    if not isinstance(state.get("nascore"), Mapping) or "epoch" not in state:
+        raise RunError(f"is not a nascore retrain checkpoint (no 'nascore' record){_AFRESH}", where=str(path))
+    return state
 
 
 def _model_of(trainer: Any) -> torch.nn.Module:
@@ -93,13 +74,8 @@ def _model_of(trainer: Any) -> torch.nn.Module:
     return trainer.model.model if isinstance(trainer.model, Resize) else trainer.model
 
 
-def _write_text(path: Path, text: str) -> None:
-    data = text.encode("utf-8")
-    atomic_write(path, lambda fh: fh.write(data))
-
-
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    _write_text(path, "".join(json.dumps(r) + "\n" for r in history))
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in history))
 
 
 def _append_history(path: Path, record: dict[str, Any]) -> None:
@@ -115,16 +91,13 @@ def train_graph(graph_or_path: Graph | str | Path, out_dir: str | Path, data: st
                 device: str | None = "auto", progress: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Train ``graph_or_path`` from scratch for ``epochs`` on ``data``; resumable; returns the final metrics.
 
-    ``train`` overrides :class:`nascore.training.trainer.TrainConfig` settings (``epochs`` and ``device``, when given, win over
-    its keys; ``device="auto"`` leaves a ``train['device']`` alone). With ``resume`` an ``out_dir`` holding a
-    checkpoint of the same graph (structural hash), data and settings continues from its next epoch; a checkpoint
-    of anything else is a RunError. Returns ``{test_acc, val_acc, best_val_acc, best_epoch, train_acc, loss,
+    ``train`` overrides :class:`~nascore.training.trainer.TrainConfig` settings (``epochs`` and ``device``, when
+    given, win over its keys; ``device="auto"`` leaves a ``train['device']`` alone). With ``resume`` an ``out_dir``
+    holding a checkpoint of the same graph (structural hash), data and settings continues from its next epoch; a
+    checkpoint of anything else is a RunError. Returns ``{test_acc, val_acc, best_val_acc, best_epoch, train_acc, loss,
     epochs_done, epochs, checkpoint, weights, metrics, graph_hash, params, macs, seconds, resumed_from, ...}``.
     """
     from safetensors.torch import save as st_save
-
-    from nascore.training.data import load_dataset
-    from nascore.training.trainer import TrainConfig, Trainer
 
     say = progress or (lambda line: None)
     graph = _load_graph(graph_or_path)
@@ -141,7 +114,7 @@ def train_graph(graph_or_path: Graph | str | Path, out_dir: str | Path, data: st
     config = TrainConfig.from_dict(settings, "train")
     data_params = dict(data_params or {})
     splits = load_dataset(data, data_root, **data_params)
-    check_fit(graph, splits)
+    check_fits(graph, splits)
     data_record = json.dumps({"data": data, "params": data_params}, sort_keys=True, default=str)
 
     ckpt_path = out / CHECKPOINT
@@ -186,7 +159,7 @@ def train_graph(graph_or_path: Graph | str | Path, out_dir: str | Path, data: st
     else:
         say(f"{out}: training {graph.name!r} ({analysis.params:,} params, {analysis.macs / 1e6:.2f} MMACs) on "
             f"{splits.name!r} for {config.epochs} epochs on {trainer.device}")
-    _write_text(out / "graph.yaml", graph.to_yaml())
+    atomic_write_text(out / "graph.yaml", graph.to_yaml())
     # the history file follows the checkpoint: a crash between the two never leaves a line too many or too few
     _write_history(history_path, trainer.history)
     meta = {"format": FORMAT, "graph_hash": digest, "graph_name": graph.name, "data": data_record}
@@ -194,7 +167,7 @@ def train_graph(graph_or_path: Graph | str | Path, out_dir: str | Path, data: st
     def save_checkpoint() -> None:
         ckpt = trainer.state_dict()
         ckpt["nascore"] = meta
-        atomic_write(ckpt_path, lambda fh: torch.save(ckpt, fh))
+        write_checkpoint(ckpt_path, ckpt)
 
     while trainer.epoch < config.epochs:
         record = trainer.train_epoch()
@@ -211,7 +184,7 @@ def train_graph(graph_or_path: Graph | str | Path, out_dir: str | Path, data: st
     weights_path = out / "model.safetensors"
     weights = {k: v.detach().to("cpu").contiguous() for k, v in _model_of(trainer).state_dict().items()}
     blob = st_save(weights, metadata={"graph_hash": digest, "graph_name": graph.name})
-    atomic_write(weights_path, lambda fh: fh.write(blob))
+    atomic_write_bytes(weights_path, blob)
     metrics = {
         "graph": graph.name, "graph_hash": digest, "data": data, "params": analysis.params, "macs": analysis.macs,
         "test_acc": trainer.evaluate("test"), "val_acc": float(last["val_acc"]),
@@ -222,10 +195,10 @@ def train_graph(graph_or_path: Graph | str | Path, out_dir: str | Path, data: st
         "train": config.to_dict(), "checkpoint": str(ckpt_path), "weights": str(weights_path),
         "metrics": str(out / "metrics.json"), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    _write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=str) + "\n")
     say(f"{out}: test_acc {metrics['test_acc']:.4f}, val_acc {metrics['val_acc']:.4f} (best "
         f"{metrics['best_val_acc']:.4f} at epoch {metrics['best_epoch']}) after {trainer.epoch} epochs")
     return metrics
 
 
-__all__ = ["check_fit", "train_graph"]
+__all__ = ["train_graph"]

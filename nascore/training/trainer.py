@@ -6,8 +6,8 @@ one CPU core. Everything random (weights when built through :meth:`Trainer.from_
 drop path) follows ``TrainConfig.seed``; :meth:`Trainer.state_dict` holds the whole training state, RNGs included,
 so a resumed run continues exactly as an uninterrupted one.
 
-A candidate that cannot be trained (non-finite loss, out of memory) raises :class:`TrialFailed`, which a search
-records as a failed trial and goes on.
+A candidate that cannot be trained (non-finite loss, out of memory) raises :class:`~nascore.errors.TrialFailed`,
+which a search records as a failed trial and goes on.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import random
 import re
 import statistics
@@ -30,80 +29,43 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nascore.graph.compile import set_drop_path
-from nascore.training.data import Splits, TensorSplit
-from nascore.errors import (
-    DataError,
-    NascoreError,
-    ParamError,
-    RunError,
-    ShapeError,
-    suggest,
-)
 from nascore.blocks.spec import Param
-
-
-class TrialFailed(NascoreError):
-    """A candidate could not be trained: non-finite loss or out of memory. The search records it and goes on."""
-
-    def __init__(self, message: str, *, where: str | None = None, reason: str = "failed",
-                 epoch: int | None = None, step: int | None = None):
-        super().__init__(message, where=where)
-        self.reason = reason  # "non-finite" | "out of memory" | "no parameters"
-        self.epoch = epoch
-        self.step = step
+from nascore.errors import DataError, NascoreError, ParamError, RunError, ShapeError, TrialFailed
+from nascore.graph.compile import set_drop_path
+from nascore.io.atomic import atomic_write
+from nascore.io.settings import check_keys, check_settings, schema_of, setting
+from nascore.training.data import Splits, TensorSplit
 
 
 # -- configuration ---------------------------------------------------------------------------------------------------
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
-_SCHEMA: tuple[Param, ...] = (
-    Param("epochs", int, 10, "training epochs", low=1),
-    Param("batch_size", int, 64, "training batch size", low=1),
-    Param("optimizer", str, "sgd", "optimiser", choices=("sgd", "adamw")),
-    Param("lr", float, 0.05, "peak learning rate (after warm-up; cosine decay to 0 per step)", low=0),
-    Param("momentum", float, 0.9, "SGD momentum (unused by adamw)", low=0, high=1),
-    Param("weight_decay", float, 5e-4, "weight decay of weights (not of biases and norms)", low=0),
-    Param("warmup_epochs", float, 1.0, "linear warm-up, in epochs", low=0),
-    Param("label_smoothing", float, 0.1, "label smoothing of the cross entropy", low=0, high=0.99),
-    Param("drop_path", float, 0.0, "max drop-path rate; grows linearly over training (ScheduledDropPath)", low=0,
-          high=0.99),
-    Param("amp", bool, True, "mixed precision (CUDA only): bfloat16 where supported, else float16"),
-    Param("channels_last", bool, True, "channels-last memory format (CUDA only)"),
-    Param("seed", int, 0, "seed of weights, shuffling, augmentation, drop path", low=0),
-    Param("device", str, "auto", "auto, cpu, cuda, cuda:N or mps"),
-    Param("grad_clip", float, None, "clip the gradient norm to this (none: no clipping)", low=0),
-    Param("augment", bool, False, "random crop (padding 1/8 of the side) and horizontal flip; images >= 16 px"),
-    Param("threads", int, None, "torch CPU threads (none: leave torch's setting)", low=1),
-)
-_BY_NAME = {p.name: p for p in _SCHEMA}
-
 
 @dataclass
 class TrainConfig:
     """How a candidate is trained. Checked on construction: a bad value raises ParamError naming the key."""
 
-    epochs: int = 10
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    drop_path: float = 0.0
-    amp: bool = True
-    channels_last: bool = True
-    seed: int = 0
-    device: str = "auto"
-    grad_clip: float | None = None
-    augment: bool = False
-    threads: int | None = None
+    epochs: int = setting(int, 10, "training epochs", low=1)
+    batch_size: int = setting(int, 64, "training batch size", low=1)
+    optimizer: str = setting(str, "sgd", "optimiser", choices=("sgd", "adamw"))
+    lr: float = setting(float, 0.05, "peak learning rate (after warm-up; cosine decay to 0 per step)", low=0)
+    momentum: float = setting(float, 0.9, "SGD momentum (unused by adamw)", low=0, high=1)
+    weight_decay: float = setting(float, 5e-4, "weight decay of weights (not of biases and norms)", low=0)
+    warmup_epochs: float = setting(float, 1.0, "linear warm-up, in epochs", low=0)
+    label_smoothing: float = setting(float, 0.1, "label smoothing of the cross entropy", low=0, high=0.99)
+    drop_path: float = setting(float, 0.0, "max drop-path rate; grows linearly over training (ScheduledDropPath)",
+                               low=0, high=0.99)
+    amp: bool = setting(bool, True, "mixed precision (CUDA only): bfloat16 where supported, else float16")
+    channels_last: bool = setting(bool, True, "channels-last memory format (CUDA only)")
+    seed: int = setting(int, 0, "seed of weights, shuffling, augmentation, drop path", low=0)
+    device: str = setting(str, "auto", "auto, cpu, cuda, cuda:N or mps")
+    grad_clip: float | None = setting(float, None, "clip the gradient norm to this (none: no clipping)", low=0)
+    augment: bool = setting(bool, False, "random crop (padding 1/8 of the side) and horizontal flip; images >= 16 px")
+    threads: int | None = setting(int, None, "torch CPU threads (none: leave torch's setting)", low=1)
 
     def __post_init__(self) -> None:
-        for p in _SCHEMA:
-            setattr(self, p.name, p.check(getattr(self, p.name)))
+        check_settings(self)
         if not _DEVICE.match(self.device):
             raise ParamError(f"got {self.device!r}, expected auto, cpu, cuda, cuda:N or mps",
                              where="parameter 'device'")
@@ -115,10 +77,7 @@ class TrainConfig:
             return cls()
         if not isinstance(d, Mapping):
             raise ParamError(f"got {type(d).__name__}, expected a mapping of training settings", where=where)
-        for key in d:
-            if key not in _BY_NAME:
-                raise ParamError(f"unknown key{suggest(str(key), _BY_NAME)}; expected one of: {', '.join(_BY_NAME)}",
-                                 where=f"{where}: {key!r}")
+        check_keys(d, cls, where)
         try:
             return cls(**dict(d))
         except ParamError as err:
@@ -127,10 +86,10 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @staticmethod
-    def schema() -> tuple[Param, ...]:
+    @classmethod
+    def schema(cls) -> tuple[Param, ...]:
         """The settings with types, ranges and docs (for listings and search spaces)."""
-        return _SCHEMA
+        return schema_of(cls)
 
 
 # -- devices ---------------------------------------------------------------------------------------------------------
@@ -523,24 +482,34 @@ class Trainer:
 
     def save(self, path: str | Path) -> None:
         """Write the state to ``path`` atomically (a temporary file, then a rename)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        write_checkpoint(path, self.state_dict())
 
     def load(self, path: str | Path) -> None:
         """Resume from a file written by :meth:`save` (read with ``weights_only=True``: no code runs)."""
-        path = Path(path)
-        if not path.is_file():
-            raise RunError("checkpoint not found; expected a file written by Trainer.save", where=str(path))
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - corrupt or foreign file
-            raise RunError(f"not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]:.200})",
-                           where=str(path)) from None
-        if not isinstance(state, Mapping):
-            raise RunError(f"holds a {type(state).__name__}, expected a Trainer.state_dict()", where=str(path))
-        self.load_state_dict(state, where=str(path))
+        self.load_state_dict(read_checkpoint(path), where=str(path))
+
+
+def write_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
+    """Write ``state`` (a :meth:`Trainer.state_dict`, perhaps with more) to ``path`` atomically."""
+    atomic_write(path, lambda fh: torch.save(dict(state), fh))
+
+
+def read_checkpoint(path: str | Path, advice: str = "") -> dict[str, Any]:
+    """The mapping a checkpoint file holds (a :meth:`Trainer.state_dict`, perhaps with more), read with
+    ``weights_only=True``: no code runs. A RunError naming the file when it is missing, unreadable (truncated,
+    foreign, tampered) or not a mapping; ``advice`` (``"; delete it or ..."``) ends its message."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"checkpoint not found; expected a file written by Trainer.save{advice}", where=str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, the user hears the same
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise RunError(f"not a readable checkpoint ({type(exc).__name__}: {first:.200}){advice}",
+                       where=str(path)) from None
+    if not isinstance(state, Mapping):
+        raise RunError(f"holds a {type(state).__name__}, expected a Trainer.state_dict(){advice}", where=str(path))
+    return dict(state)
 
 
 # -- latency ---------------------------------------------------------------------------------------------------------
@@ -576,4 +545,5 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], device: str 
     return statistics.median(times)
 
 
-__all__ = ["TrainConfig", "Trainer", "TrialFailed", "measure_latency", "pick_device", "seed_everything"]
+__all__ = ["TrainConfig", "Trainer", "measure_latency", "pick_device", "read_checkpoint", "seed_everything",
+           "write_checkpoint"]

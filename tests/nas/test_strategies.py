@@ -11,9 +11,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from nascore_plugins.evolution import MUTATED_KEY, PARENT_KEY, RegularizedEvolutionSampler
+from nascore.errors import StrategyError
 from nascore.ext.hookspec import hookimpl
-from nascore.nas.strategies import (STRATEGIES, StrategyContext, StrategyError, StrategySpec, exhausted,
-                                make_sampler)
+from nascore.nas.strategies import STRATEGIES, StrategyContext, StrategySpec, exhausted, make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 

@@ -10,9 +10,9 @@ import torch.nn as nn
 
 from nascore import Graph
 from nascore.training.data import Splits, TensorSplit, load_dataset
-from nascore.errors import DataError, NascoreError, ParamError, RunError, ShapeError
+from nascore.errors import DataError, NascoreError, ParamError, RunError, ShapeError, TrialFailed
 from nascore.blocks.layers import DropPath
-from nascore.training.trainer import TrainConfig, Trainer, TrialFailed, measure_latency, pick_device
+from nascore.training.trainer import TrainConfig, Trainer, measure_latency, pick_device
 
 # a tiny net trains best with small batches and a high rate on 1078 digits; one thread: tiny nets gain nothing
 # from more, and lose much when other processes share the cores
