@@ -19,20 +19,33 @@ def _random(ctx: StrategyContext):
     return optuna.samplers.RandomSampler(seed=ctx.seed)
 
 
+def _in_optimize_loop(study) -> bool:
+    """Whether ``study.optimize`` is running in this thread (False under ask/tell).
+
+    Optuna offers no public way to ask, so this reads one private attribute: ``Study._thread_local.in_optimize_loop``
+    (set by ``optuna/study/_optimize.py``, read by ``Study.stop`` to refuse outside ``optimize``). This is the only
+    place nascore reads it, on purpose without a default: should Optuna rename it, this raises AttributeError instead
+    of silently never stopping ``optimize``; ``test_in_optimize_loop_reads_optuna_private`` (tests/nas/test_book.py)
+    fails too.
+    """
+    return bool(study._thread_local.in_optimize_loop)
+
+
 def _grid_sampler_class():
     import optuna
 
     class AskTellGridSampler(optuna.samplers.GridSampler):
         """Optuna's GridSampler, safe under ask/tell.
 
-        The stock sampler calls ``study.stop()`` once the grid is covered, which raises outside ``study.optimize``;
-        here it stops ``optimize`` as before, and an ask/tell loop asks :meth:`is_exhausted` (see
-        :func:`nascore.nas.strategies.exhausted`) before each ``ask``.
+        The stock sampler calls ``study.stop()`` once the grid is covered, which raises RuntimeError outside
+        ``study.optimize`` (optuna/optuna#5141). Calling it only inside ``optimize`` keeps it stopping ``optimize``
+        as before; an ask/tell loop asks :meth:`is_exhausted` (see :func:`nascore.nas.strategies.exhausted`) before
+        each ``ask`` instead. (Catching the RuntimeError would not do: under ask/tell the stock ``after_trial`` also
+        reads the ``grid_id`` of enqueued trials, which have none.)
         """
 
         def after_trial(self, study, trial, state, values) -> None:
-            thread_local = getattr(study, "_thread_local", None)
-            if getattr(thread_local, "in_optimize_loop", False):
+            if _in_optimize_loop(study):
                 super().after_trial(study, trial, state, values)
 
     return AskTellGridSampler

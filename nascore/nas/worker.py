@@ -1,8 +1,9 @@
 """One trial slot: builds a sampled graph, measures it, trains it epoch by epoch, hands back weights.
 
-A plain class, so it runs in-process in tests; the runner wraps it as a Ray actor that is reused across trials
-(actor start-up is the dominant per-trial cost of Ray Tune's defaults). The driver calls ``epoch`` once per epoch,
-which lets it report to Optuna and prune between epochs while remaining the single writer of the study.
+A plain class, so it runs in-process in tests; the actor pool (:mod:`nascore.nas.pool`) wraps it as a Ray actor that
+is reused across trials (actor start-up is the dominant per-trial cost of Ray Tune's defaults). The driver calls
+``epoch`` once per epoch, which lets it report to Optuna and prune between epochs while remaining the single writer
+of the study.
 """
 
 from __future__ import annotations

@@ -1,0 +1,101 @@
+"""A run's Optuna study: opened (or created) with its sampler and pruner, and made whole again after a crash.
+
+The driver is the study's single writer. It keeps the storage object it created (:meth:`RunDir.storage`), so a trial
+known only by its number (one left RUNNING by a killed driver, or by a sampler that raised inside ``ask``) is
+updated through the public storage API, never through the study's private attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from nascore.errors import RunError
+from nascore.nas.book import Kind, State, TrialBook, TrialRecord
+
+
+def record_of(trial: Any) -> TrialRecord:
+    """The book's view of a stored trial (an ``optuna.trial.FrozenTrial``)."""
+    attrs = trial.user_attrs
+    return TrialRecord(number=trial.number, state=State[trial.state.name], kind=Kind.of(attrs.get("kind")),
+                       values=trial.values, params=trial.params, digest=attrs.get("hash", ""))
+
+
+def make_pruner(config: Any):
+    """Optuna's pruner for ``config``: Hyperband, ASHA or median on a single val_acc objective, else none."""
+    import optuna
+
+    if len(config.objectives) > 1 or config.objectives[0] != "val_acc" or config.pruner == "none":
+        if config.pruner not in ("none", "hyperband") and len(config.objectives) > 1:
+            raise RunError(f"pruner {config.pruner!r} needs a single objective; Optuna prunes only those")
+        return optuna.pruners.NopPruner()
+    if config.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.epochs)
+    if config.pruner == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1)
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+
+
+class RunStudy:
+    """The study and the storage object behind it."""
+
+    def __init__(self, study: Any, storage: Any):
+        self.study = study
+        self.storage = storage
+        self._study_id = storage.get_study_id_from_name(study.study_name)
+
+    def records(self) -> list[TrialRecord]:
+        return [record_of(t) for t in self.study.get_trials(deepcopy=False)]
+
+    def fail_stored(self, number: int, reason: str, kind: Kind | None = None) -> None:
+        """Fail RUNNING trial ``number``, known only from storage (no live Trial object), recording why."""
+        import optuna
+
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
+        for key, value in (("kind", kind.value if kind is not None else None), ("reason", reason)):
+            if value is not None:
+                self.storage.set_trial_user_attr(trial_id, key, value)
+        self.study.tell(number, state=optuna.trial.TrialState.FAIL)
+
+    def fail_running(self, reason: str, held: set[int]) -> None:
+        """Trials Optuna left RUNNING that no worker holds (``held``: the trial numbers workers hold): failed."""
+        import optuna
+
+        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if t.number not in held:
+                self.fail_stored(t.number, reason)
+
+    def recover(self, book: TrialBook, say: Callable[[str], None]) -> None:
+        """After a crash: in-flight trials become FAIL(interrupted) and the parameters of those that were training
+        are queued again; ``book`` learns which architectures are trained already."""
+        records = self.records()
+        book.restore(records)
+        for r in records:
+            if r.state is State.RUNNING:
+                self.fail_stored(r.number, "the search stopped while it ran", kind=Kind.INTERRUPTED)
+                if r.kind is Kind.TRAINED:   # it was training; one still being sampled had no complete architecture
+                    self.study.enqueue_trial(dict(r.params), user_attrs={"retry_of": r.number},
+                                             skip_if_exists=False)
+                    say(f"[trial {r.number}] was interrupted; its parameters run again")
+
+
+def open_study(run_dir: Any, space: Any, config: Any) -> RunStudy:
+    """Create the run's study, or load it on resume, with the strategy's sampler and the pruner."""
+    import optuna
+
+    from nascore.nas.strategies import StrategyContext, make_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = run_dir.storage(config)
+    study = optuna.create_study(study_name=run_dir.name, storage=storage, sampler=optuna.samplers.RandomSampler(),
+                                pruner=make_pruner(config), directions=config.directions, load_if_exists=True)
+    # On resume the seed moves on by the trials already asked, so the sampler does not replay its first
+    # proposals (they would only come back as duplicates).
+    seed = config.seed + len(study.get_trials(deepcopy=False))
+    context = StrategyContext(directions=config.directions, seed=seed, workers=config.workers,
+                              grid=space.grid(), options=dict(config.strategy_options))
+    study.sampler = make_sampler(config.strategy, context)
+    return RunStudy(study, storage)
+
+
+__all__ = ["RunStudy", "make_pruner", "open_study", "record_of"]
