@@ -10,7 +10,8 @@ import warnings
 
 from nascore.ext.hookspec import hookimpl
 from nascore.blocks.spec import Param
-from nascore.nas.strategies import StrategyContext, StrategyError, StrategySpec
+from nascore.errors import StrategyError
+from nascore.nas.strategies import StrategyContext, StrategySpec
 
 
 def _random(ctx: StrategyContext):

@@ -69,7 +69,7 @@ def nascore_evaluators():
 
 @hookspec
 def nascore_exporters():
-    """Return the export formats this plugin provides, as a sequence of :class:`nascore.exporting.package.ExporterSpec`.
+    """Return the export formats this plugin provides, as a sequence of :class:`nascore.exporting.spec.ExporterSpec`.
 
     Collected, unique names, like blocks.
     """

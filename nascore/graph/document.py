@@ -21,7 +21,8 @@ from typing import Any
 from nascore.errors import DocumentError, GraphError, NascoreError
 from nascore.graph.core import INPUT, Graph, Ref, check_name
 from nascore.blocks.spec import RESERVED_KEYS
-from nascore.io.yamlio import atomic_write_text, check_mapping, dump_yaml, read_yaml
+from nascore.io.atomic import atomic_write_text
+from nascore.io.yamlio import check_mapping, dump_yaml, read_yaml
 
 TOP_KEYS = ("name", "description", "input", "nodes", "outputs", "meta")
 MAX_REPEAT = 1000

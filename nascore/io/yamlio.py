@@ -12,7 +12,6 @@ from typing import Any
 
 import yaml
 
-from nascore.io.atomic import atomic_write_text  # noqa: F401 - re-exported: documents are written atomically
 from nascore.errors import DocumentError, NascoreError, suggest
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -28,33 +28,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from nascore.errors import NascoreError, RunError
-from nascore.io.yamlio import atomic_write_text
+from nascore.errors import NascoreError, RunError, StrategyError
+from nascore.io.atomic import atomic_write_text
 from nascore.nas.book import Budget, Dedup, Kind, TrialBook, TrialRecord, best, budget_used, counts, status_line
 from nascore.nas.config import SearchConfig
 from nascore.nas.pool import ActorPool, Slot, SlotState, StepFailed
 from nascore.nas.recovery import RunStudy, open_study, record_of
 from nascore.nas.rundir import RunDir
 from nascore.nas.space import SearchSpace
-from nascore.nas.strategies import StrategyError
+from nascore.training.data import DataShape, check_fits
 
 
 def _print(line: str) -> None:
     print(line, flush=True)
-
-
-def check_graph_fits_data(graph: Any, input_shape: Sequence[int], num_classes: int, data: str) -> None:
-    """RunError unless the space's graphs take the data set's input channels and end in one output per class."""
-    channels = input_shape[0]
-    if graph.input_shape[0] != channels:
-        raise RunError(f"the space's graphs take {graph.input_shape[0]} input channels but data set "
-                       f"{data!r} has {channels}; set graph.input to [{channels}, H, W]")
-    outs = list(graph.analyse().outputs.values())
-    if len(outs) != 1 or outs[0] != (num_classes,):
-        raise RunError(f"the space's graphs output {outs} but data set {data!r} has {num_classes} "
-                       f"classes; end the graph with a linear layer of out: {num_classes}")
 
 
 def _one_or_many(values: Sequence[float]) -> float | Sequence[float]:
@@ -87,7 +76,7 @@ class Search:
         self.pool = ActorPool.for_search(config)
         self.store: RunStudy | None = None
         self.study = None
-        self.data_shape: tuple[tuple[int, ...], int] | None = None   # (input shape, classes) of the data set
+        self.data_shape: DataShape | None = None   # name, input shape and classes of the data set
         self._published: list[int] = []
         self._dirty = False                        # a trial finished since the summary was last written
 
@@ -99,7 +88,8 @@ class Search:
 
         EVALUATORS.get(self.config.evaluator)   # an unknown evaluator fails here, not in every worker
         splits = load_dataset(self.config.data, self.config.data_root, **self.config.data_params)
-        self.data_shape = (tuple(splits.input_shape), splits.num_classes)
+        self.data_shape = SimpleNamespace(name=self.config.data, input_shape=tuple(splits.input_shape),
+                                          num_classes=splits.num_classes)
         del splits
         self.run_dir.lock()
         self.run_dir.remove_leftovers()
@@ -177,7 +167,7 @@ class Search:
                                 where=f"strategy {self.config.strategy!r}") from None
         try:
             graph = self.space.sample(trial)
-            check_graph_fits_data(graph, *self.data_shape, self.config.data)
+            check_fits(graph, self.data_shape, where=f"{self.space.source}")
         except RunError:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise

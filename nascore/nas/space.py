@@ -391,7 +391,7 @@ class SearchSpace:
                 raise SearchSpaceError(f"must be a multiplier (number, range or choice) in (0, 16], got "
                                        f"{reprlib.repr(scale[key])}", where=f"scale/{key}")
         self.compound = self._parse_compound(doc.get("compound"))
-        self._exprs()   # shared names must agree on their domain
+        self.choices()   # shared names must agree on their domain
 
     def _read_base(self, file: Any) -> Any:
         if not isinstance(file, str):
@@ -503,7 +503,7 @@ class SearchSpace:
 
         return self.sample(optuna.trial.FixedTrial(dict(params)))
 
-    def _exprs(self) -> list[tuple[str, Expr]]:
+    def choices(self) -> list[tuple[str, Expr]]:
         """(parameter name, expression) of every searchable value, in sampling order; shared names once."""
         rows: dict[str, Expr] = {}
         paths = [p for node in self.nodes for p in node.exprs()]
@@ -522,7 +522,7 @@ class SearchSpace:
     def grid(self) -> dict[str, list[Any]] | None:
         """Every parameter's finite values, or None when some parameter is continuous (or too finely divided)."""
         grid: dict[str, list[Any]] = {}
-        for name, expr in self._exprs():
+        for name, expr in self.choices():
             part = expr.grid(name)
             if part is None:
                 return None
@@ -531,7 +531,7 @@ class SearchSpace:
 
     def describe(self) -> list[tuple[str, str]]:
         """(parameter name, domain) for every searchable value, in sampling order; shared names once."""
-        return [(name, expr.describe()) for name, expr in self._exprs()]
+        return [(name, expr.describe()) for name, expr in self.choices()]
 
 
 __all__ = ["SearchSpace", "Choice", "IntRange", "FloatRange", "Genotype", "parse_expr"]

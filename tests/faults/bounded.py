@@ -1,5 +1,9 @@
 """Run a snippet of Python in a child process with a wall-clock limit and an address-space limit.
 
+The address-space limit is headroom on top of what importing nascore (torch, numpy) already maps: a CUDA build of
+torch reserves about 3 GiB of address space at import (a CPU build about 0.6 GiB), so an absolute RLIMIT_AS would
+measure the torch build rather than what the snippet allocates.
+
 For inputs that could hang the test run or exhaust the machine's memory (a ``/dev/zero`` "document", a graph of a
 million nodes, a grid over 10**12 integers) when nascore mishandles them: the child reports what happened as JSON
 (``ok`` / ``nascore`` / ``other``), and a child that runs past its limit is killed and reported as ``timeout``.
@@ -9,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import textwrap
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from tests.conftest import ROOT
 
 _PRELUDE = """
-import json, sys, time, traceback
+import json, resource, sys, time, traceback
 def _report(kind, exc=None, **extra):
     out = {"kind": kind, **extra}
     if exc is not None:
@@ -28,6 +31,12 @@ def _report(kind, exc=None, **extra):
         out["traceback"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]
     print("\\n@@RESULT@@" + json.dumps(out), flush=True)
 from nascore.errors import NascoreError
+import numpy
+def _limit_memory(extra):
+    with open("/proc/self/status") as fh:
+        mapped = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+    resource.setrlimit(resource.RLIMIT_AS, (mapped + extra, mapped + extra))
+_limit_memory({limit})
 _t0 = time.perf_counter()
 try:
 {body}
@@ -62,19 +71,18 @@ class Outcome:
 
 
 def run_bounded(body: str, timeout: float = 60.0, memory_gb: float = 2.0, env: dict | None = None) -> Outcome:
-    """Run ``body`` (statements; may set ``RESULT``) in a child limited to ``timeout`` s and ``memory_gb`` GiB."""
-    code = _PRELUDE.replace("{body}", textwrap.indent(textwrap.dedent(body).strip() or "pass", "    "))
-    limit = int(memory_gb * (1 << 30))
-
-    def limit_memory() -> None:  # runs in the child before exec
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    """Run ``body`` (statements; may set ``RESULT``) in a child limited to ``timeout`` s and to ``memory_gb`` GiB of
+    address space beyond what importing nascore maps."""
+    limit = int(memory_gb * (1 << 30))    # beyond what the child maps once nascore is imported
+    code = _PRELUDE.replace("{limit}", str(limit)).replace(
+        "{body}", textwrap.indent(textwrap.dedent(body).strip() or "pass", "    "))
 
     child_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     child_env.update(env or {})
     start = time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                              preexec_fn=limit_memory, cwd=ROOT, env=child_env)
+                              cwd=ROOT, env=child_env)
     except subprocess.TimeoutExpired as exc:
         err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
         return Outcome("timeout", seconds=time.perf_counter() - start, stderr=err)

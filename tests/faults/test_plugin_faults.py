@@ -209,7 +209,8 @@ def faulty_strategies(fresh_plugins):
 def test_strategy_factory_failures_are_strategy_errors(faulty_strategies, name):
     """make_sampler turns NascoreError and ValueError from a strategy's make() into StrategyError; a
     RuntimeError escapes, and a make() returning None is accepted and fails later inside Optuna."""
-    from nascore.nas.strategies import StrategyContext, StrategyError, make_sampler
+    from nascore.errors import StrategyError
+    from nascore.nas.strategies import StrategyContext, make_sampler
 
     with pytest.raises(StrategyError, match=f"strategy '{name}'"):
         make_sampler(name, StrategyContext(directions=("maximize",)))
