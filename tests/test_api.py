@@ -55,3 +55,21 @@ def test_every_readme_api_called_twice(local_ray, tmp_path):
         run = nascore.search(SPACES / "mbconv.yaml", runs_root=tmp_path / "runs", trials=1, epochs=1,
                              workers=1, progress=None)
         assert (run / "summary.json").is_file()
+
+
+def test_packages_import_only_the_layers_below_them():
+    """README's Architecture section: imports go one way, and the core never imports the built-in plugins."""
+    import re
+
+    layers = ["errors", "ext", "blocks", "io", "graph", "training", "nas", "exporting", "oneshot"]
+    rank = {name: i for i, name in enumerate(layers)}
+    rank["oneshot"] = rank["exporting"]   # siblings: neither imports the other
+    wrong = []
+    for package in layers[1:]:
+        for path in (ROOT / "nascore" / package).rglob("*.py"):
+            text = path.read_text()
+            assert "nascore_plugins" not in re.findall(r"^\s*(?:from|import) (\S+)", text, flags=re.M)
+            for used in set(re.findall(r"^\s*from nascore\.([a-z_]+)", text, flags=re.M)):
+                if used != package and (used not in rank or rank[used] >= rank[package]):
+                    wrong.append(f"{path.relative_to(ROOT)} imports nascore.{used}")
+    assert not wrong, wrong

@@ -13,20 +13,8 @@ import time
 from typing import Any
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-
-class Resize(nn.Module):
-    """Feed a graph whose input side differs from the data (compound scaling searches resolution)."""
-
-    def __init__(self, model: nn.Module, size: tuple[int, int]):
-        super().__init__()
-        self.model = model
-        self.size = size
-
-    def forward(self, x: torch.Tensor):
-        return self.model(F.interpolate(x, size=self.size, mode="bilinear", align_corners=False))
+from nascore.training.trainer import Resize
 
 
 class TrialWorker:

@@ -52,7 +52,7 @@ def _load_graph(graph_or_path: Graph | str | Path) -> Graph:
 
 def _build_model(graph: Graph, splits: Any, config: Any) -> torch.nn.Module:
     """Exactly as a search trial: seeded build, and a Resize wrapper when the graph's side differs from the data."""
-    from nascore.nas.worker import Resize
+    from nascore.training.trainer import Resize
 
     seed_everything(config.seed)
     model = graph.build(drop_path_rate=config.drop_path if config.drop_path > 0 else None)
@@ -69,7 +69,7 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def _model_of(trainer: Any) -> torch.nn.Module:
-    from nascore.nas.worker import Resize
+    from nascore.training.trainer import Resize
 
     return trainer.model.model if isinstance(trainer.model, Resize) else trainer.model
 

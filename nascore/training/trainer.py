@@ -163,6 +163,18 @@ def _model_input(model: nn.Module) -> tuple[int, ...] | None:
     return tuple(info["input"]) if isinstance(info, dict) and "input" in info else None
 
 
+class Resize(nn.Module):
+    """Feed a graph whose input side differs from the data (compound scaling searches resolution)."""
+
+    def __init__(self, model: nn.Module, size: tuple[int, int]):
+        super().__init__()
+        self.model = model
+        self.size = size
+
+    def forward(self, x: torch.Tensor):
+        return self.model(F.interpolate(x, size=self.size, mode="bilinear", align_corners=False))
+
+
 class Trainer:
     """Trains ``model`` on ``splits`` as ``config`` says; the unit of work of one search trial.
 

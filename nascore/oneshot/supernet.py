@@ -1,0 +1,216 @@
+"""A weight-sharing supernet over any search space, with no block written for it.
+
+Every node of every point of the space runs the block's own module, built once per configuration on the meta
+device (no memory), with its tensors taken from a shared bank by ``torch.func.functional_call``. The bank holds one
+tensor per (node, block, structural choices, tensor name) at the largest size any point needs; a point uses its
+leading channels and, for kernels, the centre (Once-for-All's weight sharing, without its transformation matrices).
+So an expansion, width, kernel or depth choice shares weights; a block choice holds one set per option; a
+structural choice (activation, norm) one set per value. The chosen path is an explicit argument (STYLE.md 11):
+``supernet(x, graph)``. The supernet is an ordinary nn.Module and knows nothing of Ray or of training.
+
+Extraction gives, for any point, exactly ``graph.build()`` with the inherited tensors copied in: no supernet code is
+needed to run, export or retrain it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.func import functional_call
+
+from nascore.errors import NascoreError, SupernetError
+from nascore.graph.core import INPUT, Graph
+from nascore.oneshot.paths import covering_paths, is_elastic
+
+KERNEL_SHARING = ("slice", "separate")
+
+
+@dataclass(frozen=True)
+class BankKey:
+    """Which weights a node of a point uses: its position, its block, and the values of its structural
+    parameters (kernel too, with ``kernel_sharing="separate"``)."""
+
+    node: str
+    block: str
+    structural: tuple[tuple[str, Any], ...]
+
+    def __str__(self) -> str:
+        extra = ", ".join(f"{k}={v}" for k, v in self.structural)
+        return f"{self.node} ({self.block}{', ' + extra if extra else ''})"
+
+
+def _elastic_value(value: Any) -> bool:
+    values = value if isinstance(value, tuple) else (value,)
+    return len(values) > 0 and is_elastic(values)
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def slice_to(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """The part of a bank tensor a smaller configuration uses: leading entries; the centre of spatial (kernel) dims."""
+    if tuple(tensor.shape) == shape:
+        return tensor
+    index = []
+    for dim, (full, want) in enumerate(zip(tensor.shape, shape)):
+        start = (full - want) // 2 if tensor.dim() >= 3 and dim >= 2 else 0
+        index.append(slice(start, start + want))
+    return tensor[tuple(index)]
+
+
+class Supernet(nn.Module):
+    """The shared weights of every point of ``space``; ``forward(x, graph)`` runs the point ``graph``."""
+
+    def __init__(self, space: Any, kernel_sharing: str = "slice", cover_limit: int = 256):
+        super().__init__()
+        if kernel_sharing not in KERNEL_SHARING:
+            raise SupernetError(f"got {kernel_sharing!r}, expected one of {list(KERNEL_SHARING)}",
+                                where="kernel_sharing")
+        self.space = space
+        self.kernel_sharing = kernel_sharing
+        _refuse_unshareable(space)
+        self._slots: dict[tuple[BankKey, str], str] = {}   # (key, tensor name) -> attribute holding the bank tensor
+        self._modules_cache: dict[tuple[Any, ...], nn.Module] = {}
+        self._init_bank(covering_paths(space, cover_limit))
+
+    # the bank ------------------------------------------------------------------------------------------------------
+
+    def bank_key(self, graph: Graph, name: str, info: Any) -> BankKey:
+        structural = tuple(sorted(
+            (k, _frozen(v)) for k, v in info.params.items()
+            if not _elastic_value(v) or (k == "kernel" and self.kernel_sharing == "separate")))
+        return BankKey(name, info.block, structural)
+
+    def _init_bank(self, points: Iterable[tuple[Graph, dict[str, Any]]]) -> None:
+        """Build each covering point for real once; keep, per bank tensor, the largest shape seen and the
+        initialised values of the largest instance (copied into the bank at its place)."""
+        largest: dict[tuple[BankKey, str], torch.Tensor] = {}
+        shapes: dict[tuple[BankKey, str], list[int]] = {}
+        is_param: dict[tuple[BankKey, str], bool] = {}
+        torch.manual_seed(0)
+        for graph, _ in points:
+            analysis = graph.analyse()
+            model = graph.build()
+            for name in analysis.order:
+                key = self.bank_key(graph, name, analysis.nodes[name])
+                node_module = model.get_submodule(name)
+                for tname, tensor, param in _tensors(node_module):
+                    slot = (key, tname)
+                    old = shapes.get(slot)
+                    if old is not None and len(old) != tensor.dim():
+                        raise SupernetError(f"tensor {tname!r} has {tensor.dim()} dimensions in one point and "
+                                            f"{len(old)} in another; its weights cannot be shared", where=str(key))
+                    shapes[slot] = [max(a, b) for a, b in zip(old, tensor.shape)] if old else list(tensor.shape)
+                    if slot not in largest or tensor.numel() > largest[slot].numel():
+                        largest[slot] = tensor.detach().clone()
+                    is_param[slot] = param
+        for i, (slot, shape) in enumerate(shapes.items()):
+            source = largest[slot]
+            full = torch.zeros(shape, dtype=source.dtype)
+            slice_to(full, tuple(source.shape)).copy_(source)
+            attr = f"w{i}"
+            if is_param[slot]:
+                self.register_parameter(attr, nn.Parameter(full))
+            else:
+                self.register_buffer(attr, full)
+            self._slots[slot] = attr
+
+    def layout(self) -> list[dict[str, Any]]:
+        """Every bank tensor: where it belongs and its shape (stored beside checkpoints, checked on load)."""
+        return [{"node": str(key), "tensor": tname, "attr": attr, "shape": list(getattr(self, attr).shape)}
+                for (key, tname), attr in self._slots.items()]
+
+    # running a point -----------------------------------------------------------------------------------------------
+
+    def _node(self, graph: Graph, name: str, info: Any) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+        spec = info.spec
+        in_channels = spec.in_channels(info.in_shapes)
+        cache_key = (info.block, tuple(sorted((k, _frozen(v)) for k, v in info.params.items())),
+                     _frozen(in_channels))
+        module = self._modules_cache.get(cache_key)
+        if module is None:
+            with torch.device("meta"):
+                module = spec.module(in_channels, **info.params)
+            self._modules_cache[cache_key] = module
+        key = self.bank_key(graph, name, info)
+        tensors = {}
+        for tname, meta, _ in _tensors(module):
+            attr = self._slots.get((key, tname))
+            bank = getattr(self, attr) if attr is not None else None
+            if bank is None or bank.dim() != meta.dim() or any(w > f for w, f in zip(meta.shape, bank.shape)):
+                have = "no such tensor" if bank is None else f"shape {list(bank.shape)}"
+                raise SupernetError(f"this point needs {tname} of shape {list(meta.shape)} but the supernet has "
+                                    f"{have}: the point is not in the space the supernet was built from",
+                                    where=f"node {str(key)!r}")
+            tensors[tname] = slice_to(bank, tuple(meta.shape))
+        return module, tensors
+
+    def forward(self, x: torch.Tensor, graph: Graph) -> Any:
+        analysis = graph.analyse()
+        values: dict[str, Any] = {INPUT: x}
+        for name in analysis.order:
+            info = analysis.nodes[name]
+            module, tensors = self._node(graph, name, info)
+            module.train(self.training)
+            args = [_value(values, ref) for ref in info.inputs]
+            out = functional_call(module, tensors, ((args[0],) if info.spec.arity.single else (args,)))
+            values[name] = out if len(info.outputs) == 1 else dict(zip(info.outputs, out))
+        results = [_value(values, ref) for ref in graph.outputs]
+        return results[0] if len(results) == 1 else tuple(results)
+
+    # extraction ----------------------------------------------------------------------------------------------------
+
+    def extract(self, graph: Graph) -> dict[str, torch.Tensor]:
+        """The inherited state dict of ``graph.build()``: every tensor copied out of the bank."""
+        analysis = graph.analyse()
+        state: dict[str, torch.Tensor] = {}
+        for name in analysis.order:
+            module, tensors = self._node(graph, name, analysis.nodes[name])
+            persistent = module.state_dict(keep_vars=True).keys()
+            state.update({f"{name}.{t}": v.detach().clone() for t, v in tensors.items() if t in persistent})
+        return state
+
+    def subnet(self, graph: Graph, device: str | torch.device | None = None) -> nn.Module:
+        """``graph.build()`` with the inherited weights: an ordinary module, nothing of the supernet inside."""
+        model = graph.build()
+        model.load_state_dict(self.extract(graph))
+        return model.to(device) if device is not None else model
+
+
+def _tensors(module: nn.Module):
+    """(name, tensor, is_parameter) of every parameter and buffer, non-persistent buffers included."""
+    for name, p in module.named_parameters():
+        yield name, p, True
+    for name, b in module.named_buffers():
+        yield name, b, False
+
+
+def _value(values: Mapping[str, Any], ref: Any) -> Any:
+    value = values[ref.node]
+    if isinstance(value, dict):
+        return value[ref.output] if ref.output else next(iter(value.values()))
+    return value
+
+
+def _refuse_unshareable(space: Any) -> None:
+    """Choices whose options cannot be served by shared weights, named before anything is built."""
+    from nascore.nas.space import Genotype
+
+    for name, expr in space.choices():
+        if isinstance(expr, Genotype):
+            raise SupernetError(f"a cell genotype choice ({expr.describe()}) is not supported by the one-shot "
+                                "supernet yet: every genotype would need weights of its own; fix the genotype "
+                                "or search this space with the training evaluator", where=f"choice {name!r}")
+
+
+def parameter_count(supernet: Supernet) -> int:
+    return sum(math.prod(p.shape) for p in supernet.parameters())
+
+
+__all__ = ["Supernet", "BankKey", "slice_to", "KERNEL_SHARING", "parameter_count"]

@@ -1,0 +1,108 @@
+"""The weight-sharing supernet: sharing is real, extraction gives exactly Graph.build() with inherited weights,
+unshareable choices are refused by name, and path samplers are deterministic and fair."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+import torch
+
+from nascore.errors import SupernetError
+from nascore.nas.space import SearchSpace
+from nascore.oneshot.paths import fair_rule, sample_path, uniform_rule
+from nascore.oneshot.supernet import Supernet, slice_to
+from tests.conftest import SPACES
+
+SPACE = {
+    "name": "tiny",
+    "graph": {
+        "input": [1, 8, 8],
+        "nodes": [
+            {"name": "stem", "block": "conv_bn_act", "out": 8},
+            {"name": "stage", "block": "mbconv", "repeat": {"int": [1, 2]}, "out": {"choice": [8, 16]},
+             "expand": {"choice": [1, 3]}, "kernel": {"choice": [3, 5]}, "se_ratio": {"choice": [0.0, 0.25]}},
+            {"name": "mix", "block": {"choice": {"conv_bn_act": {"out": 16, "act": {"choice": ["relu", "silu"]}},
+                                                 "resnet_basic": {"out": 16}}}},
+            {"name": "gap", "block": "global_avg_pool"},
+            {"name": "fc", "block": "linear", "out": 10},
+        ],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def space():
+    return SearchSpace(SPACE, "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def supernet(space):
+    return Supernet(space)
+
+
+def _paths(space, n, rule=uniform_rule):
+    return [sample_path(space, rule(0, step)) for step in range(n)]
+
+
+def test_every_point_runs_as_its_extracted_subnet_exactly(space, supernet):
+    x = torch.randn(4, 1, 8, 8)
+    supernet.eval()
+    for graph, _ in _paths(space, 12):
+        model = supernet.subnet(graph).eval()
+        assert set(model.state_dict()) == set(graph.build().state_dict())
+        torch.testing.assert_close(model(x), supernet(x, graph), rtol=0, atol=0)
+
+
+def test_two_points_that_share_a_choice_share_the_tensor(space, supernet):
+    small = space.fixed({"stage/repeat": 1, "stage/out": 8, "stage/expand": 1, "stage/kernel": 3,
+                         "stage/se_ratio": 0.0, "mix/block": "resnet_basic"})
+    large = space.fixed({"stage/repeat": 2, "stage/out": 16, "stage/expand": 3, "stage/kernel": 5,
+                         "stage/se_ratio": 0.25, "mix/block": "resnet_basic"})
+    supernet.train()
+    x = torch.randn(4, 1, 8, 8)
+    before = supernet.extract(large)
+    supernet.zero_grad()
+    supernet(x, small).sum().backward()
+    with torch.no_grad():
+        for p in supernet.parameters():
+            if p.grad is not None:
+                p -= 0.1 * p.grad.sign()
+    after = supernet.extract(large)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert any(k.startswith("stage.0.") for k in changed)      # trained through the small point
+    assert not any(k.startswith("stage.1.") for k in changed)  # depth 1 never touches the second repeat
+    # a 3x3 kernel is the centre of the shared 5x5; 8 channels the first 8 of 16
+    big = supernet.extract(large)
+    small_state = supernet.extract(small)
+    for key, tensor in small_state.items():
+        if key in big and tensor.dim() == 4 and tensor.shape != big[key].shape:
+            torch.testing.assert_close(tensor, slice_to(big[key], tuple(tensor.shape)))
+
+
+def test_a_block_choice_holds_one_set_of_weights_per_option(space, supernet):
+    nodes = {entry["node"] for entry in supernet.layout()}
+    assert any(n.startswith("mix (conv_bn_act") for n in nodes) and any(n.startswith("mix (resnet_basic") for n in
+                                                                        nodes)
+
+
+def test_kernel_sharing_separate_keeps_one_weight_per_kernel(space):
+    separate = Supernet(space, kernel_sharing="separate")
+    kernels = {e["node"] for e in separate.layout() if e["node"].startswith("stage.0")}
+    assert any("kernel=3" in n for n in kernels) and any("kernel=5" in n for n in kernels)
+    with pytest.raises(SupernetError, match="kernel_sharing"):
+        Supernet(space, kernel_sharing="centre")
+
+
+def test_a_genotype_choice_is_refused_naming_it():
+    space = SearchSpace.load(SPACES / "nb201.yaml")
+    with pytest.raises(SupernetError, match=r"choice '[^']*'.*genotype"):
+        Supernet(space)
+
+
+def test_paths_are_deterministic_and_fair(space):
+    assert [p for _, p in _paths(space, 5)] == [p for _, p in _paths(space, 5)]
+    seen = collections.Counter(p["stage/kernel"] for _, p in _paths(space, 40, fair_rule))
+    assert seen == {3: 20, 5: 20}
+    uniform = {p["stage/expand"] for _, p in _paths(space, 40)}
+    assert uniform == {1, 3}
