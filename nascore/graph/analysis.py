@@ -148,4 +148,4 @@ def _check_reachability(graph: Graph) -> None:
 
 
 def _at(graph: Graph, err: NascoreError, node: str | None = None) -> NascoreError:
-    return graph._located(err, node)
+    return graph.locate(err, node)

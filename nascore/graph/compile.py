@@ -55,12 +55,12 @@ def _make_module(graph: Graph, name: str, info, params) -> nn.Module:
     try:
         module = info.spec.module(info.spec.in_channels(info.in_shapes), **params)
     except NascoreError as err:
-        raise graph._located(err, name) from None
+        raise graph.locate(err, name) from None
     except Exception as exc:  # noqa: BLE001 - a plugin's bug, reported against the node that uses it
-        raise graph._located(PluginError(f"block {info.spec.name!r}'s module factory raised "
+        raise graph.locate(PluginError(f"block {info.spec.name!r}'s module factory raised "
                                          f"{type(exc).__name__}: {str(exc)[:200]}"), name) from None
     if not isinstance(module, nn.Module):
-        raise graph._located(PluginError(f"block {info.spec.name!r}'s module factory returned "
+        raise graph.locate(PluginError(f"block {info.spec.name!r}'s module factory returned "
                                          f"{type(module).__name__}, expected a torch.nn.Module"), name)
     return module
 

@@ -52,7 +52,7 @@ class Graph:
     def __init__(self, name: str = "graph", input_shape: Iterable[int] = (3, 224, 224),
                  meta: Mapping[str, Any] | None = None):
         self.name = name
-        self.input_shape = tuple(int(d) for d in input_shape)
+        self._input_shape = tuple(int(d) for d in input_shape)
         self.meta: dict[str, Any] = dict(meta or {})
         self.source: str | None = None  # file it was loaded from, for error messages
         self.nx = nx.MultiDiGraph()
@@ -121,6 +121,16 @@ class Graph:
 
     def _touch(self) -> None:
         self._version += 1
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """C, H, W of one sample; setting it drops the cached analysis."""
+        return self._input_shape
+
+    @input_shape.setter
+    def input_shape(self, shape: Iterable[int]) -> None:
+        self._input_shape = tuple(int(d) for d in shape)
+        self._version = getattr(self, "_version", 0) + 1   # copy() sets it before the rest of the state
 
     def _require(self, name: str) -> None:
         if name not in self.nx or name == INPUT:
@@ -276,14 +286,16 @@ class Graph:
         self.nx.nodes[name]["params"] = dict(params)
         self._touch()
 
-    def insert_after(self, after: str, name: str, block: str, *, reorder: bool = True, **params: Any) -> str:
+    def insert_after(self, after: str, name: str, block: str, *, reorder: bool = True, stage: str | None = None,
+                     **params: Any) -> str:
         """Insert a single-input node behind ``after``; everything that read ``after`` now reads the new node.
 
-        ``reorder=False`` leaves the new node last in insertion order (callers inserting many reorder once)."""
+        ``reorder=False`` leaves the new node last in insertion order (callers inserting many reorder once);
+        ``stage`` makes it part of a ``repeat`` stage."""
         self._require(after)
         consumers = [(dst, key, out) for _, dst, key, out in self.nx.out_edges(after, keys=True, data="output")]
         outputs = self.outputs
-        self.add(name, block, [after], **params)
+        self.add(name, block, [after], stage=stage, **params)
         for dst, key, out in consumers:
             self.nx.remove_edge(after, dst, key)
             self.nx.add_edge(name, dst, key=key, output=None)
@@ -340,7 +352,8 @@ class Graph:
 
         return scale(self, width=width, depth=depth, resolution=resolution, divisor=divisor)
 
-    def _located(self, err: NascoreError, node: str | None = None) -> NascoreError:
+    def locate(self, err: NascoreError, node: str | None = None) -> NascoreError:
+        """``err`` located at this graph's file and, when given, the node: how graph functions report errors."""
         where = f"node {node!r}" if node else None
         if where:
             err = err.located(where)

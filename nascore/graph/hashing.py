@@ -41,7 +41,7 @@ def structural_hash(graph: Graph) -> str:
         try:
             label = node_label(info.block, info.params, info.spec)
         except NascoreError as err:
-            raise graph._located(err, name) from None
+            raise graph.locate(err, name) from None
         if name in outputs:
             label += f"->out{outputs[name]}"
         g.add_node(name, label=label)

@@ -25,7 +25,6 @@ def scale(graph: Graph, width: float = 1.0, depth: float = 1.0, resolution=None,
         if len(size) != 2 or not all(isinstance(d, int) and d > 0 for d in size):
             raise ParamError(f"got {resolution!r}, expected a positive int or [H, W]", where="scale resolution")
         scaled.input_shape = (scaled.input_shape[0], *size)
-    scaled._touch()
     return scaled
 
 
@@ -34,16 +33,16 @@ def _scale_width(graph: Graph, width: float, divisor: int) -> None:
         try:
             spec = get_block(graph.block(name))
         except NascoreError as err:
-            raise graph._located(err, name) from None
-        params = graph.nx.nodes[name]["params"]
+            raise graph.locate(err, name) from None
+        params = graph.params(name)
         for p in spec.params:
             if not p.channels:
                 continue
             value = params.get(p.name, p.default)
             if isinstance(value, int) and not isinstance(value, bool):
-                params[p.name] = make_divisible(value * width, divisor)
+                graph.set_param(name, p.name, make_divisible(value * width, divisor))
             elif isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
-                params[p.name] = [make_divisible(v * width, divisor) for v in value]
+                graph.set_param(name, p.name, [make_divisible(v * width, divisor) for v in value])
 
 
 def _scale_depth(graph: Graph, depth: float) -> None:
@@ -62,8 +61,7 @@ def _scale_depth(graph: Graph, depth: float) -> None:
             template["stride"] = 1
         for i in range(len(nodes), target):
             name = graph.insert_after(f"{stage}.{i - 1}", f"{stage}.{i}", graph.block(last), reorder=False,
-                                      **template)
-            graph.nx.nodes[name]["stage"] = stage
+                                      stage=stage, **template)
             added.setdefault(last, []).append(name)
     if added:  # one reorder at the end: new stage nodes follow their stage, not the end of the graph
         new = {n for names in added.values() for n in names}
