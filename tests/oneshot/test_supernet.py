@@ -106,3 +106,31 @@ def test_paths_are_deterministic_and_fair(space):
     assert seen == {3: 20, 5: 20}
     uniform = {p["stage/expand"] for _, p in _paths(space, 40)}
     assert uniform == {1, 3}
+
+
+def test_recalibration_recomputes_a_paths_statistics_and_restores_its_accuracy(space, supernet):
+    """Statistics left by other paths make a subnet wrong in eval mode; recalibration on training batches makes
+    eval mode agree with the batch's own statistics again."""
+    from nascore.oneshot.calibrate import recalibrate_batch_norm
+
+    torch.manual_seed(0)
+    graph = space.fixed({"stage/repeat": 2, "stage/out": 16, "stage/expand": 3, "stage/kernel": 5,
+                         "stage/se_ratio": 0.25, "mix/block": "resnet_basic"})
+    model = supernet.subnet(graph)
+    x = torch.randn(256, 1, 8, 8) * 3 + 1
+    for m in model.modules():              # statistics of some other path: wrong for this one
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.fill_(5.0)
+            m.running_var.fill_(0.01)
+    with torch.no_grad():
+        reference = model.train()(x).argmax(1)     # batch statistics: what calibrated statistics should reproduce
+        wrong = (model.eval()(x).argmax(1) == reference).float().mean().item()
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    assert recalibrate_batch_norm(model, x.split(32)) == 8
+    after = model.state_dict()
+    assert all(not torch.equal(before[k], after[k]) for k in before)
+    assert not model.training
+    with torch.no_grad():
+        right = (model(x).argmax(1) == reference).float().mean().item()
+    assert wrong < 0.5 < 0.9 < right
+    assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
