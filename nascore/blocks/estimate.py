@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from nascore.blocks.spec import BlockSpec, Inference, Shape
+from nascore.blocks.spec import BlockSpec, Inference, Shape, is_int
 from nascore.blocks.tally import fmt_shape
 from nascore.errors import NascoreError, PluginError, ShapeError
 
@@ -167,9 +167,9 @@ def _invalid(inference: Any) -> str | None:
         return f"returned {reprlib.repr(inference)}, expected an Inference with at least one output"
     for out, shape in inference.outputs.items():
         if (not isinstance(shape, tuple) or not shape
-                or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+                or not all(is_int(d) and d > 0 for d in shape)):
             return f"gave output {out!r} the shape {reprlib.repr(shape)}, expected a tuple of positive ints"
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (inference.params, inference.macs)):
+    if not all(is_int(v) and v >= 0 for v in (inference.params, inference.macs)):
         return (f"counted params={reprlib.repr(inference.params)}, macs={reprlib.repr(inference.macs)}; "
                 "expected non-negative ints")
     return None

@@ -28,6 +28,16 @@ class _Required:
 
 REQUIRED: Any = _Required()
 
+
+def is_int(value: Any) -> bool:
+    """An int that is not a bool (``True`` is an int to Python, never a channel count or a kernel to nascore)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """An int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
 # Value types a parameter can have. "pair" is an int or [int, int] (kernel 3 or [1, 7]); "ints" a list of ints.
 _TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str", "pair": "int or [int, int]",
                "ints": "list of ints", "strs": "list of strings"}
@@ -77,23 +87,23 @@ class Param:
         if t is bool:
             ok = isinstance(value, bool)
         elif t is int:
-            ok = isinstance(value, int) and not isinstance(value, bool)
+            ok = is_int(value)
         elif t is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = is_number(value)
             value = float(value) if ok else value
         elif t is str:
             ok = isinstance(value, str)
         elif t == "pair":
-            if isinstance(value, int) and not isinstance(value, bool):
+            if is_int(value):
                 pass
             elif (isinstance(value, (list, tuple)) and len(value) == 2
-                  and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+                  and all(is_int(v) for v in value)):
                 value = value[0] if value[0] == value[1] else (value[0], value[1])
             else:
                 ok = False
         elif t == "ints":
             ok = (isinstance(value, (list, tuple)) and len(value) > 0
-                  and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+                  and all(is_int(v) for v in value))
             value = tuple(value) if ok else value
         elif t == "strs":
             ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
@@ -107,7 +117,7 @@ class Param:
             raise ParamError(f"got {reprlib.repr(value)}, expected one of {list(self.choices)}",
                              where=f"parameter {self.name!r}")
         for v in (value if isinstance(value, tuple) else (value,)):
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if is_number(v):
                 if (self.low is not None and v < self.low) or (self.high is not None and v > self.high):
                     raise ParamError(f"got {reprlib.repr(value)}, expected {self.describe()}",
                                      where=f"parameter {self.name!r}")

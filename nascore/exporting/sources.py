@@ -14,6 +14,7 @@ from nascore.errors import ExportError, NascoreError
 from nascore.exporting.spec import GRAPH_FILE, MANIFEST, WEIGHTS_FILE
 from nascore.exporting.verify import read_manifest, read_weights, verify_export
 from nascore.graph.core import Graph
+from nascore.blocks.spec import is_number
 
 
 @dataclass
@@ -98,7 +99,7 @@ def _from_folder(path: Path) -> Source:
             raise ExportError("metrics.json is corrupt", where=str(path)) from None
         if isinstance(data, Mapping):
             metrics = {k: v for k, v in data.items()
-                       if (isinstance(v, (int, float)) and not isinstance(v, bool)) or k in ("data", "device")}
+                       if is_number(v) or k in ("data", "device")}
             origin["kind"] = "training"
     return Source(Graph.load(graph_path), read_weights(weights_path), metrics, origin, state)
 

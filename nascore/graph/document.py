@@ -20,7 +20,7 @@ from typing import Any
 
 from nascore.errors import DocumentError, GraphError, NascoreError
 from nascore.graph.core import INPUT, Graph, Ref, check_name
-from nascore.blocks.spec import RESERVED_KEYS
+from nascore.blocks.spec import RESERVED_KEYS, is_int
 from nascore.io.atomic import atomic_write_text
 from nascore.io.yamlio import check_mapping, dump_yaml, read_yaml
 
@@ -82,10 +82,10 @@ def _from_dict(doc: Any, source: str) -> Graph:
 
 
 def _input_shape(value: Any) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_int(value):
         value = [value]
     if (not isinstance(value, list) or not 1 <= len(value) <= 3
-            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 1 << 16 for d in value)):
+            or not all(is_int(d) and 0 < d <= 1 << 16 for d in value)):
         raise DocumentError(f"'input' must be [C, H, W] of positive ints, got {value!r:.60}")
     return tuple(value)
 

@@ -9,6 +9,7 @@ from nascore.blocks.registry import get_block
 from nascore.errors import GraphError, NascoreError, ParamError
 from nascore.graph.core import MAX_NODES, Graph, ceil_repeats
 from nascore.blocks.layers import make_divisible
+from nascore.blocks.spec import is_int
 
 
 def scale(graph: Graph, width: float = 1.0, depth: float = 1.0, resolution=None, divisor: int = 8) -> Graph:
@@ -39,7 +40,7 @@ def _scale_width(graph: Graph, width: float, divisor: int) -> None:
             if not p.channels:
                 continue
             value = params.get(p.name, p.default)
-            if isinstance(value, int) and not isinstance(value, bool):
+            if is_int(value):
                 graph.set_param(name, p.name, make_divisible(value * width, divisor))
             elif isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
                 graph.set_param(name, p.name, [make_divisible(v * width, divisor) for v in value])

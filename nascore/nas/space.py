@@ -41,7 +41,7 @@ from nascore.blocks.registry import get_block
 from nascore.graph.document import TOP_KEYS, graph_from_dict
 from nascore.errors import GenotypeError, NascoreError, SearchSpaceError, suggest
 from nascore.graph.core import Graph
-from nascore.blocks.spec import RESERVED_KEYS
+from nascore.blocks.spec import RESERVED_KEYS, is_number
 from nascore.nas.genotypes import EXPRESSION_KEYS, Decision, GenotypeSpec, get_genotype
 from nascore.io.yamlio import check_mapping, read_yaml
 
@@ -164,7 +164,7 @@ class Genotype(Expr):
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return is_number(value) and math.isfinite(value)
 
 
 def _plain_value(value: Any, depth: int = 0) -> bool:

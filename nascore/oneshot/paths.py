@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from nascore.graph.core import Graph
+from nascore.blocks.spec import is_number
 
 Decide = Callable[[str, Sequence[Any] | None, tuple[float, float, bool] | None], Any]
 
@@ -23,7 +24,7 @@ Decide = Callable[[str, Sequence[Any] | None, tuple[float, float, bool] | None],
 def is_elastic(options: Sequence[Any]) -> bool:
     """Numeric options (kernel, expansion, width, depth, SE ratio) share one tensor sliced to size; anything else
     (a block name, an activation, a genotype) picks its own weights."""
-    return all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in options)
+    return all(is_number(o) for o in options)
 
 
 class PathTrial:
