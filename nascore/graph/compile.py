@@ -35,14 +35,14 @@ def build(graph: Graph, drop_path_rate: float | None = None) -> fx.GraphModule:
         if name in rates:
             params["drop_path"] = rates[name]
         modules[name] = _make_module(graph, name, info, params)
-        args = [_value(values, ref) for ref in info.inputs]
+        args = [output_value(values, ref) for ref in info.inputs]
         call = fx_graph.call_module(name, (args[0],) if info.spec.arity.single else (args,))
         if len(info.outputs) == 1:
             values[name] = call
         else:
             values[name] = {out: fx_graph.call_function(operator.getitem, (call, i))
                             for i, out in enumerate(info.outputs)}
-    results = [_value(values, ref) for ref in graph.outputs]
+    results = [output_value(values, ref) for ref in graph.outputs]
     fx_graph.output(results[0] if len(results) == 1 else tuple(results))
     module = fx.GraphModule(modules, fx_graph, class_name=_class_name(graph.name))
     module.meta["nascore"] = {"name": graph.name, "input": list(graph.input_shape),
@@ -65,7 +65,8 @@ def _make_module(graph: Graph, name: str, info, params) -> nn.Module:
     return module
 
 
-def _value(values, ref):
+def output_value(values, ref):
+    """The value a Ref names among the values computed so far (a multi-output node holds a dict)."""
     value = values[ref.node]
     if isinstance(value, dict):
         return value[ref.output] if ref.output else next(iter(value.values()))
@@ -98,4 +99,4 @@ def set_drop_path(module: nn.Module, scale: float) -> None:
             m.drop_prob = m.base_drop_prob * scale
 
 
-__all__ = ["build", "set_drop_path"]
+__all__ = ["build", "output_value", "set_drop_path"]

@@ -14,8 +14,7 @@ needed to run, export or retrain it.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ import torch.nn as nn
 from torch.func import functional_call
 
 from nascore.errors import NascoreError, SupernetError
+from nascore.graph.compile import output_value
 from nascore.graph.core import INPUT, Graph
 from nascore.oneshot.paths import covering_paths, is_elastic
 
@@ -158,10 +158,10 @@ class Supernet(nn.Module):
             info = analysis.nodes[name]
             module, tensors = self._node(graph, name, info)
             module.train(self.training)
-            args = [_value(values, ref) for ref in info.inputs]
+            args = [output_value(values, ref) for ref in info.inputs]
             out = functional_call(module, tensors, ((args[0],) if info.spec.arity.single else (args,)))
             values[name] = out if len(info.outputs) == 1 else dict(zip(info.outputs, out))
-        results = [_value(values, ref) for ref in graph.outputs]
+        results = [output_value(values, ref) for ref in graph.outputs]
         return results[0] if len(results) == 1 else tuple(results)
 
     # extraction ----------------------------------------------------------------------------------------------------
@@ -191,13 +191,6 @@ def _tensors(module: nn.Module):
         yield name, b, False
 
 
-def _value(values: Mapping[str, Any], ref: Any) -> Any:
-    value = values[ref.node]
-    if isinstance(value, dict):
-        return value[ref.output] if ref.output else next(iter(value.values()))
-    return value
-
-
 def _refuse_unshareable(space: Any) -> None:
     """Choices whose options cannot be served by shared weights, named before anything is built."""
     from nascore.nas.space import Genotype
@@ -209,8 +202,4 @@ def _refuse_unshareable(space: Any) -> None:
                                 "or search this space with the training evaluator", where=f"choice {name!r}")
 
 
-def parameter_count(supernet: Supernet) -> int:
-    return sum(math.prod(p.shape) for p in supernet.parameters())
-
-
-__all__ = ["Supernet", "BankKey", "slice_to", "KERNEL_SHARING", "parameter_count"]
+__all__ = ["Supernet", "BankKey", "slice_to", "KERNEL_SHARING"]
