@@ -16,9 +16,9 @@ SECONDS = float(os.environ.get("NASCORE_SLEEP_SECONDS", "1.0"))
 
 
 class SleepEvaluator:
-    def __init__(self, model, splits, config, device):
-        self.model = model
-        self.epochs = config.epochs
+    def __init__(self, candidate):
+        self.model = candidate.model
+        self.epochs = candidate.config.epochs
         self.epoch = 0
 
     def train_epoch(self):

@@ -233,14 +233,17 @@ def graph_scale(file, out, width, depth, resolution, compound, phi) -> None:
 @click.option("--max-macs", type=float, help="Hard constraint on MACs.")
 @click.option("--max-latency-ms", type=float, help="Hard constraint on measured latency (batch 1).")
 @click.option("--pruner", type=click.Choice(["hyperband", "asha", "median", "none"]), help="Early stopping.")
+@click.option("--evaluator", help="How trials are scored (`nascore evaluators`); default: the space's, else train.")
+@click.option("--evaluator-option", "evaluator_options", multiple=True, metavar="KEY=VALUE",
+              help="An option of the evaluator (e.g. checkpoint=supernet/ for the supernet evaluator).")
 @click.option("--storage", help="Optuna storage URL (default sqlite in the run dir; journal:PATH; postgresql://...).")
 @click.option("--seed", type=int, help="Base seed (trial n trains with seed + n).")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False),
               help="When done, export the best model to this directory.")
 @_fail_cleanly
 def search_command(space, resume, runs_root, strategy, trials, epochs, workers, cpus_per_trial, gpus_per_trial,
-                   address, data, data_root, objectives, max_params, max_macs, max_latency_ms, pruner, storage,
-                   seed, export_dir) -> None:
+                   address, data, data_root, objectives, max_params, max_macs, max_latency_ms, pruner, evaluator,
+                   evaluator_options, storage, seed, export_dir) -> None:
     """Search the architectures of SPACE (a search-space YAML) on local Ray, or a cluster with --address."""
     from nascore.errors import NascoreError
     from nascore.nas.driver import search
@@ -252,6 +255,7 @@ def search_command(space, resume, runs_root, strategy, trials, epochs, workers, 
     overrides = dict(strategy=strategy, trials=trials, epochs=epochs, workers=workers, cpus_per_trial=cpus_per_trial,
                      gpus_per_trial=gpus_per_trial, address=address, data=data, data_root=data_root,
                      objectives=list(objectives) or None, constraints=constraints or None, pruner=pruner,
+                     evaluator=evaluator, evaluator_options=_settings(evaluator_options, "--evaluator-option") or None,
                      storage=storage, seed=seed)
     try:
         run = search(space, resume=resume, runs_root=runs_root, **overrides)
@@ -395,6 +399,19 @@ def strategies_command(as_json: bool) -> None:
     for r in rows:
         multi = "single/multi-objective" if r["multi_objective"] else "single-objective"
         click.echo(f"{r['name']}  [{r['plugin']}]  {multi}\n    {r['doc']}")
+
+
+@main.command("evaluators")
+@_fail_cleanly
+def evaluators_command() -> None:
+    """List the trial evaluators, their options and the plugins that provide them."""
+    from nascore.nas.evaluators import EVALUATORS
+
+    for name, spec in EVALUATORS.items():
+        click.echo(f"{name}  [{EVALUATORS.owner(name)}]\n    {spec.doc}")
+        for p in spec.options:
+            default = "required" if p.required else f"default {p.default!r}"
+            click.echo(f"    - {p.name}: {p.describe()}, {default}  {p.doc}")
 
 
 @main.command("datasets")

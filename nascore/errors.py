@@ -14,6 +14,7 @@ class NascoreError(Exception):
 
     def __init__(self, message: str, *, where: str | None = None):
         self.where = where
+        self.message = message   # without the location
         super().__init__(f"{where}: {message}" if where else message)
 
     def located(self, where: str) -> "NascoreError":

@@ -6,10 +6,10 @@ from nascore import hookimpl
 from nascore.nas.evaluators import EvaluatorSpec
 
 
-def _train(model, splits, config, device):
+def _train(candidate):
     from nascore.training.trainer import Trainer
 
-    return Trainer(model, splits, config, device)
+    return Trainer(candidate.model, candidate.splits, candidate.config, candidate.device)
 
 
 @hookimpl

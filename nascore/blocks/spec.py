@@ -164,6 +164,30 @@ class Inference:
     macs: int
 
 
+def resolve_params(params: Sequence[Param], given: Mapping[str, Any], owner: str,
+                   noun: str = "parameter") -> dict[str, Any]:
+    """Check ``given`` against the schema ``params`` and fill defaults: the one way blocks, strategy options and
+    evaluator options are read. A ParamError names the parameter, what was found and what ``owner`` takes."""
+    by_name = {p.name: p for p in params}
+    for key in given:
+        if key not in by_name:
+            known = ", ".join(by_name) or "none"
+            raise ParamError(f"unknown {noun}{suggest(str(key), by_name)}; {owner} takes: {known}",
+                             where=f"{noun} {reprlib.repr(key)}")
+    resolved = {}
+    for p in params:
+        if p.name in given:
+            try:
+                resolved[p.name] = p.check(given[p.name])
+            except ParamError as err:
+                raise ParamError(err.message, where=f"{noun} {p.name!r}") from None
+        elif p.required:
+            raise ParamError(f"missing; expected {p.describe()} ({p.doc})", where=f"{noun} {p.name!r}")
+        else:
+            resolved[p.name] = p.default
+    return resolved
+
+
 @dataclass(frozen=True)
 class BlockSpec:
     """A block: ``module(in_channels, **params)`` builds it; ``infer(in_shapes, **params)``, optional, predicts it.
@@ -206,21 +230,7 @@ class BlockSpec:
 
     def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Check ``given`` against the schema and fill defaults; raise ParamError naming the parameter."""
-        by_name = self._by_name
-        for key in given:
-            if key not in by_name:
-                known = ", ".join(by_name) or "none"
-                raise ParamError(f"unknown parameter{suggest(str(key), by_name)}; block {self.name!r} takes: {known}",
-                                 where=f"parameter {reprlib.repr(key)}")
-        resolved = {}
-        for p in self.params:
-            if p.name in given:
-                resolved[p.name] = p.check(given[p.name])
-            elif p.required:
-                raise ParamError(f"missing; expected {p.describe()} ({p.doc})", where=f"parameter {p.name!r}")
-            else:
-                resolved[p.name] = p.default
-        return resolved
+        return resolve_params(self.params, given, f"block {self.name!r}")
 
     def in_channels(self, in_shapes: Sequence[Shape]) -> int | list[int]:
         """What ``module`` receives: an int for single-input blocks, else one int per input."""

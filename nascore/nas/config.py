@@ -35,6 +35,7 @@ class SearchConfig:
     epochs: int = setting(int, 5, "training epochs per trial", low=1)
     train: dict[str, Any] = field(default_factory=dict)                # TrainConfig settings of every trial
     evaluator: str = setting(str, "train", "trial evaluator (a plugin's name)")
+    evaluator_options: dict[str, Any] = field(default_factory=dict)    # the evaluator's options
     constraints: dict[str, float] = field(default_factory=dict)        # CONSTRAINTS -> positive limits
     pruner: str = setting(str, "hyperband", "pruner of unpromising trials", choices=PRUNERS)
     workers: int = setting(int, 1, "trials trained at once", low=1)
@@ -93,6 +94,6 @@ class SearchConfig:
                                  f"{', '.join(CONSTRAINTS)}", where=f"{where}: constraints: {key!r}")
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise ParamError(f"got {value!r}, expected a positive number", where=f"{where}: constraints: {key!r}")
-        for key in ("data_params", "strategy_options", "train"):
+        for key in ("data_params", "strategy_options", "evaluator_options", "train"):
             if not isinstance(getattr(self, key), Mapping):
                 raise bad(key, "a mapping")

@@ -86,7 +86,8 @@ class Search:
         from nascore.nas.evaluators import EVALUATORS
         from nascore.training.data import load_dataset
 
-        EVALUATORS.get(self.config.evaluator)   # an unknown evaluator fails here, not in every worker
+        # an unknown evaluator or a bad option fails here, not in every worker
+        EVALUATORS.get(self.config.evaluator).resolve(self.config.evaluator_options)
         splits = load_dataset(self.config.data, self.config.data_root, **self.config.data_params)
         self.data_shape = SimpleNamespace(name=self.config.data, input_shape=tuple(splits.input_shape),
                                           num_classes=splits.num_classes)
@@ -394,8 +395,9 @@ def search(space: str | Path | None = None, *, resume: str | Path | None = None,
         raise RunError("give a search space file, or --resume RUN_DIR")
     space_obj = SearchSpace.load(space)
     settings = dict(space_obj.settings)
-    if overrides.get("strategy") not in (None, settings.get("strategy")) and overrides.get("strategy_options") is None:
-        settings.pop("strategy_options", None)   # the space's options belong to the strategy it names
+    for kind in ("strategy", "evaluator"):   # the space's options belong to the strategy / evaluator it names
+        if overrides.get(kind) not in (None, settings.get(kind)) and overrides.get(f"{kind}_options") is None:
+            settings.pop(f"{kind}_options", None)
     config = SearchConfig.merge(settings, overrides, where=f"{space}: search")
     run = RunDir.create(runs_root, space_obj.name, space_obj, config)
     return Search(run, space_obj, config, progress).run()

@@ -1,7 +1,9 @@
 """Trial evaluators as plugins: how a search turns an architecture into metrics.
 
 A plugin's ``nascore_evaluators()`` hook returns :class:`EvaluatorSpec` entries. Per trial the search calls the
-spec's ``make`` (an :class:`EvaluatorFactory`) and drives what it returns through the :class:`Evaluator` contract:
+spec's ``make`` (an :class:`EvaluatorFactory`) with a :class:`Candidate` (the built model, its graph, the data, the
+trial's training settings and the search's ``evaluator_options``, checked against ``EvaluatorSpec.options``) and
+drives what it returns through the :class:`Evaluator` contract:
 ``train_epoch()`` once per epoch (reporting to the pruner in between), then ``evaluate("test")``, then reads
 ``model`` for the weights. The built-in ``train`` evaluator is :class:`nascore.training.trainer.Trainer`; a
 weight-sharing or proxy evaluator plugs in the same way, with no base class to inherit.
@@ -9,18 +11,39 @@ weight-sharing or proxy evaluator plugs in the same way, with no base class to i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
-from nascore.errors import EvaluatorError
+from nascore.blocks.spec import Param, resolve_params
+from nascore.errors import EvaluatorError, ParamError
 from nascore.ext.registry import Registry
 
 if TYPE_CHECKING:
     import torch
     import torch.nn as nn
 
+    from nascore.graph.core import Graph
     from nascore.training.data import Splits
     from nascore.training.trainer import TrainConfig
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One trial's architecture as an evaluator receives it.
+
+    ``model``: ``graph.build()`` on ``device`` (wrapped in a ``Resize`` when the graph's input side differs from the
+    data's); ``graph``: the sampled architecture; ``splits``: the search's data set; ``config``: the trial's
+    :class:`~nascore.training.trainer.TrainConfig` (epochs, seed, ...); ``options``: the search's
+    ``evaluator_options``, checked against the evaluator's declared options and completed with their defaults.
+    """
+
+    model: nn.Module
+    graph: Graph | None
+    splits: Splits
+    config: TrainConfig
+    device: torch.device
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Evaluator(Protocol):
@@ -40,32 +63,45 @@ class Evaluator(Protocol):
 
 
 class EvaluatorFactory(Protocol):
-    """``make(model, splits, config, device)``: the :class:`Evaluator` of one trial.
+    """``make(candidate)``: the :class:`Evaluator` of one trial.
 
-    ``model`` is the built candidate (already on ``device``), ``splits`` the search's data set, ``config`` the
-    trial's :class:`~nascore.training.trainer.TrainConfig` (epochs, seed, ...), ``device`` a ``torch.device``.
     Raise :class:`~nascore.errors.TrialFailed` for a candidate that cannot be evaluated: the search records the
     trial as failed and goes on.
     """
 
-    def __call__(self, model: nn.Module, splits: Splits, config: TrainConfig, device: torch.device) -> Evaluator:
+    def __call__(self, candidate: Candidate) -> Evaluator:
         ...
 
 
 @dataclass(frozen=True)
 class EvaluatorSpec:
+    """One evaluator. ``options``: what a search's ``evaluator_options`` may set, typed and ranged like block
+    parameters (unknown ones are an error naming them)."""
+
     name: str
     make: EvaluatorFactory
     doc: str = ""
     aliases: tuple[str, ...] = ()
+    options: tuple[Param, ...] = ()
+
+    def resolve(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` checked and completed with defaults; an EvaluatorError naming the option otherwise."""
+        where = f"evaluator {self.name!r}"
+        try:
+            return resolve_params(self.options, dict(options or {}), where, noun="option")
+        except ParamError as err:
+            raise EvaluatorError(err.message, where=f"{where}: {err.where}") from None
 
 
 EVALUATORS: Registry[EvaluatorSpec] = Registry("evaluator", "nascore_evaluators", EvaluatorSpec, EvaluatorError)
 
 
-def make_evaluator(name: str, model: nn.Module, splits: Splits, config: TrainConfig,
-                   device: torch.device) -> Evaluator:
-    return EVALUATORS.get(name).make(model, splits, config, device)
+def make_evaluator(name: str, candidate: Candidate) -> Evaluator:
+    """The evaluator ``name`` made for ``candidate``, its options checked first."""
+    from dataclasses import replace
+
+    spec = EVALUATORS.get(name)
+    return spec.make(replace(candidate, options=spec.resolve(candidate.options)))
 
 
-__all__ = ["EVALUATORS", "Evaluator", "EvaluatorFactory", "EvaluatorSpec", "make_evaluator"]
+__all__ = ["EVALUATORS", "Candidate", "Evaluator", "EvaluatorFactory", "EvaluatorSpec", "make_evaluator"]

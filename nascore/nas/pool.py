@@ -52,14 +52,16 @@ class ActorPool:
     """
 
     def __init__(self, workers: int, *, cpus: float, gpus: float, address: str | None, data: str,
-                 data_root: str | None, data_params: dict[str, Any], evaluator: str):
+                 data_root: str | None, data_params: dict[str, Any], evaluator: str,
+                 evaluator_options: dict[str, Any] | None = None):
         self.workers = workers
         self.cpus = cpus
         self.gpus = gpus
         self.address = address
         threads = max(1, math.ceil(cpus))
         device = "cuda" if gpus > 0 else "cpu"
-        self._worker_args = (data, data_root, dict(data_params), threads, device, evaluator)
+        self._worker_args = (data, data_root, dict(data_params), threads, device, evaluator,
+                             dict(evaluator_options or {}))
         self._remote: Any = None
         self._owns_ray = False
         self.slots: list[Slot] = []
@@ -69,7 +71,7 @@ class ActorPool:
         """The pool a SearchConfig asks for."""
         return cls(config.workers, cpus=config.cpus_per_trial, gpus=config.gpus_per_trial, address=config.address,
                    data=config.data, data_root=config.data_root, data_params=config.data_params,
-                   evaluator=config.evaluator)
+                   evaluator=config.evaluator, evaluator_options=config.evaluator_options)
 
     # lifecycle -----------------------------------------------------------------------------------------------------
 

@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from nascore.blocks.spec import Param
-from nascore.errors import NascoreError, StrategyError, suggest
+from nascore.blocks.spec import Param, resolve_params
+from nascore.errors import NascoreError, ParamError, StrategyError
 from nascore.ext.registry import Registry
 
 if TYPE_CHECKING:
@@ -110,22 +110,10 @@ def check_context(spec: StrategySpec, context: StrategyContext) -> StrategyConte
             f"multi-objective strategies: {', '.join(multi) or 'none registered'}", where=where)
     if not isinstance(context.workers, int) or isinstance(context.workers, bool) or context.workers < 1:
         raise StrategyError(f"workers must be a positive integer, got {context.workers!r}", where=where)
-    known = {p.name: p for p in spec.options}
-    options: dict[str, Any] = {}
-    for key, value in dict(context.options or {}).items():
-        if key not in known:
-            accepted = ", ".join(sorted(known)) or "none"
-            raise StrategyError(f"unknown option {key!r}{suggest(key, known)}; it accepts: {accepted}", where=where)
-        try:
-            options[key] = known[key].check(value)
-        except NascoreError as err:
-            inner = str(err)[len(err.where) + 2:] if err.where else str(err)
-            raise StrategyError(f"option {key!r}: {inner}", where=where) from None
-    for p in spec.options:
-        if p.name not in options:
-            if p.required:
-                raise StrategyError(f"option {p.name!r} is required ({p.describe()})", where=where)
-            options[p.name] = p.default
+    try:
+        options = resolve_params(spec.options, dict(context.options or {}), where, noun="option")
+    except ParamError as err:
+        raise StrategyError(err.message, where=f"{where}: {err.where}") from None
     return replace(context, directions=directions, options=options)
 
 

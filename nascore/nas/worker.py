@@ -21,7 +21,7 @@ class TrialWorker:
     """Holds one data set and at most one trial's training state at a time."""
 
     def __init__(self, data: str, data_root: str | None, data_params: dict[str, Any], threads: int | None = None,
-                 device: str = "auto", evaluator: str = "train"):
+                 device: str = "auto", evaluator: str = "train", evaluator_options: dict[str, Any] | None = None):
         from nascore.training.data import load_dataset
         from nascore.training.trainer import pick_device
 
@@ -30,6 +30,7 @@ class TrialWorker:
         self.splits = load_dataset(data, data_root, **data_params)
         self.device = pick_device(device)
         self.evaluator = evaluator
+        self.evaluator_options = dict(evaluator_options or {})
         self.trainer = None
         self.started = 0.0
 
@@ -43,7 +44,7 @@ class TrialWorker:
         Latency is always recorded; it is measured with more repeats when a constraint or objective depends on it.
         """
         from nascore.graph.document import graph_from_dict
-        from nascore.nas.evaluators import make_evaluator
+        from nascore.nas.evaluators import Candidate, make_evaluator
         from nascore.training.trainer import TrainConfig, measure_latency
 
         self.trainer = None
@@ -62,8 +63,9 @@ class TrialWorker:
         if max_latency_ms is not None and latency > max_latency_ms:
             info["rejected"] = f"latency {latency:.2f} ms > max_latency_ms {max_latency_ms}"
             return info
-        self.trainer = make_evaluator(self.evaluator, model, self.splits, TrainConfig.from_dict(train, "train"),
-                                      self.device)
+        candidate = Candidate(model, graph, self.splits, TrainConfig.from_dict(train, "train"), self.device,
+                              self.evaluator_options)
+        self.trainer = make_evaluator(self.evaluator, candidate)
         return info
 
     def epoch(self) -> dict[str, Any]:

@@ -56,12 +56,12 @@ class FaultyEvaluator:
 
 
 def _make(fault: str):
-    def make(model, splits, config, device):
+    def make(c):
         if fault == "raise_in_make":
             raise RuntimeError("evaluator could not be made (on purpose)")
         from nascore.training.trainer import Trainer
 
-        return FaultyEvaluator(Trainer(model, splits, config, device), fault)
+        return FaultyEvaluator(Trainer(c.model, c.splits, c.config, c.device), fault)
     return make
 
 

@@ -143,10 +143,10 @@ def test_evolution_sampler_refuses_a_multi_objective_study():
 
 
 def test_options_are_checked():
-    with pytest.raises(StrategyError, match=r"strategy 'evolution': unknown option 'populaton'.*did you mean "
-                                            r"'population'.*accepts: population, sample_size"):
+    with pytest.raises(StrategyError, match=r"strategy 'evolution': option 'populaton': unknown option.*did you "
+                                            r"mean 'population'.*takes: population, sample_size"):
         make_sampler("evolution", StrategyContext(options={"populaton": 10}))
-    with pytest.raises(StrategyError, match=r"unknown option 'population'.*accepts: none"):
+    with pytest.raises(StrategyError, match=r"option 'population': unknown option.*takes: none"):
         make_sampler("random", StrategyContext(options={"population": 10}))
     with pytest.raises(StrategyError, match=r"strategy 'nsga2': option 'population': got 1"):
         make_sampler("nsga2", StrategyContext(options={"population": 1}))
