@@ -126,6 +126,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _is_ddp(model: nn.Module) -> bool:
+    return isinstance(model, nn.parallel.DistributedDataParallel)
+
+
 def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
@@ -183,7 +187,9 @@ class Trainer:
     """
 
     def __init__(self, model: nn.Module, splits: Splits, config: TrainConfig | None = None,
-                 device: str | torch.device | None = None):
+                 device: str | torch.device | None = None, shard: tuple[int, int] = (0, 1)):
+        """``shard`` = (rank, world size) of data-parallel training: every rank draws the same global batches and
+        trains on its share of each (``model`` is then the DistributedDataParallel wrapper)."""
         if not isinstance(splits, Splits):
             raise DataError(f"got {type(splits).__name__}, expected nascore.training.data.Splits (from load_dataset)")
         self.config = config = config if config is not None else TrainConfig()
@@ -237,11 +243,19 @@ class Trainer:
         self._gain = {split: scale / std for split, scale in self._scale.items()}  # (x * scale - mean) / std
         self._shift = -mean / std
         self.generator = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation, on the CPU
+        self.rank, self.world = int(shard[0]), int(shard[1])
+        if not 0 <= self.rank < self.world:
+            raise ParamError(f"got {tuple(shard)!r}, expected (rank, world size) with 0 <= rank < world size",
+                             where="parameter 'shard'")
 
         n = len(self._data["train"][1])
         self.batch_size = min(config.batch_size, n)
+        if self.batch_size < 2 * self.world:
+            raise ParamError(f"got batch_size {self.batch_size} for {self.world} data-parallel workers; expected at "
+                             f"least 2 samples per worker (batch norm)", where="parameter 'batch_size'")
         full, rest = divmod(n, self.batch_size)
-        self.steps_per_epoch = full + (1 if rest >= 2 else 0)  # a lone sample cannot train batch norm: dropped
+        # a lone sample (per worker) cannot train batch norm: such a last batch is dropped
+        self.steps_per_epoch = full + (1 if rest >= 2 * self.world else 0)
         self.total_steps = config.epochs * self.steps_per_epoch
         self.warmup_steps = round(config.warmup_epochs * self.steps_per_epoch)
         self.eval_batch_size = max(config.batch_size, 256)
@@ -264,6 +278,20 @@ class Trainer:
         seed_everything(config.seed)
         model = graph.build(drop_path_rate=config.drop_path if config.drop_path > 0 else None)
         return cls(model, splits, config, device)
+
+    @property
+    def module(self) -> nn.Module:
+        """The model trained, without a DistributedDataParallel wrapper: what checkpoints hold."""
+        return getattr(self.model, "module", self.model) if _is_ddp(self.model) else self.model
+
+    def batches(self, split: str, count: int, batch_size: int | None = None, seed: int = 0):
+        """``count`` prepared input batches (normalised, no augmentation) of ``split``, drawn without replacement
+        in a seeded order: what batch-norm recalibration and zero-cost proxies read."""
+        x, _ = self._data[split]
+        size = min(batch_size or self.batch_size, len(x))
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(x.device)
+        for i in range(min(count, len(x) // size)):
+            yield self._prepare(x[order[i * size:(i + 1) * size]], split)
 
     # pieces --------------------------------------------------------------------------------------------------------
 
@@ -347,7 +375,7 @@ class Trainer:
         seen, lr, s = 0, self.lr_at(self.step), 0
         try:
             for s in range(self.steps_per_epoch):
-                idx = perm[s * bs:(s + 1) * bs]
+                idx = perm[s * bs:(s + 1) * bs][self.rank::self.world]
                 xb, yb = self._prepare(x[idx], "train", cfg.augment), y[idx]
                 lr = self.lr_at(self.step)
                 for group in self.optimizer.param_groups:
@@ -451,7 +479,7 @@ class Trainer:
                "python": random.getstate()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": {"step": self.step, "steps_per_epoch": self.steps_per_epoch,
                               "total_steps": self.total_steps, "warmup_steps": self.warmup_steps},
                 "scaler": self.scaler.state_dict(), "epoch": self.epoch, "history": [dict(h) for h in self.history],
@@ -469,7 +497,7 @@ class Trainer:
             raise RunError(f"was trained with schedule {theirs}, this trainer has {mine}; expected the same epochs, "
                            "batch size and data", where=where)
         try:
-            self.model.load_state_dict(state["model"])
+            self.module.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise RunError(f"does not fit this model: {str(exc).strip().splitlines()[0]:.300}", where=where) from None

@@ -123,11 +123,11 @@ def test_other_graph_corrupt_checkpoint_other_settings_are_refused(tmp_path):
         train_graph(tiny_graph(), out, epochs=3, train=TRAIN, device="cpu", progress=crash_after(1, []))
     mine, other = tiny_graph().structural_hash(), tiny_graph(out=8).structural_hash()
     with pytest.raises(RunError, match=rf"out: holds a checkpoint of another graph \(structural hash {mine}.*"
-                                       rf"\({other}, graph 'tiny'\)"):
+                                       rf"\(structural hash {other}, graph 'tiny'\)"):
         run(tiny_graph(out=8), out)
     with pytest.raises(RunError, match=r"other settings \(lr 0.5 -> 0.1\)"):
         train_graph(tiny_graph(), out, epochs=3, train={**TRAIN, "lr": 0.1}, device="cpu", progress=None)
-    with pytest.raises(RunError, match=r"trained on .*digits.*not .*synthetic"):
+    with pytest.raises(RunError, match=r"another data set .*digits.*given .*synthetic"):
         run(tiny_graph(), out, data="synthetic", data_params={"shape": [1, 8, 8], "classes": 10})
     # refusals touched nothing: the original resumes
     assert run(tiny_graph(), out)["resumed_from"] == 1
