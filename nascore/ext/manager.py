@@ -37,6 +37,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "nascore.datasets": "nascore_plugins.datasets",
     "nascore.strategies": "nascore_plugins.strategies",
     "nascore.evaluators": "nascore_plugins.evaluators",
+    "nascore.oneshot": "nascore_plugins.oneshot",
+    "nascore.zerocost": "nascore_plugins.zerocost",
     "nascore.exporters": "nascore_plugins.exporters",
 }
 

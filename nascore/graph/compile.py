@@ -14,7 +14,7 @@ import re
 import torch.fx as fx
 import torch.nn as nn
 
-from nascore.errors import NascoreError, PluginError
+from nascore.errors import NascoreError, PluginError, plugin_code
 from nascore.graph.core import INPUT, Graph
 
 
@@ -25,7 +25,7 @@ def build(graph: Graph, drop_path_rate: float | None = None) -> fx.GraphModule:
     with the block's position, from 0 to ``drop_path_rate`` at the last block that has one.
     """
     analysis = graph.analyse()
-    rates = _drop_path_schedule(analysis, drop_path_rate)
+    rates = drop_path_schedule(analysis, drop_path_rate)
     modules: dict[str, nn.Module] = {}
     fx_graph = fx.Graph()
     values = {INPUT: fx_graph.placeholder("x")}
@@ -53,12 +53,10 @@ def build(graph: Graph, drop_path_rate: float | None = None) -> fx.GraphModule:
 def _make_module(graph: Graph, name: str, info, params) -> nn.Module:
     """Call a block's factory; a plugin's exception or a non-module result becomes a located NascoreError."""
     try:
-        module = info.spec.module(info.spec.in_channels(info.in_shapes), **params)
+        with plugin_code(f"block {info.spec.name!r}'s module factory"):
+            module = info.spec.module(info.spec.in_channels(info.in_shapes), **params)
     except NascoreError as err:
         raise graph.locate(err, name) from None
-    except Exception as exc:  # noqa: BLE001 - a plugin's bug, reported against the node that uses it
-        raise graph.locate(PluginError(f"block {info.spec.name!r}'s module factory raised "
-                                         f"{type(exc).__name__}: {str(exc)[:200]}"), name) from None
     if not isinstance(module, nn.Module):
         raise graph.locate(PluginError(f"block {info.spec.name!r}'s module factory returned "
                                          f"{type(module).__name__}, expected a torch.nn.Module"), name)
@@ -73,7 +71,8 @@ def output_value(values, ref):
     return value
 
 
-def _drop_path_schedule(analysis, rate: float | None) -> dict[str, float]:
+def drop_path_schedule(analysis, rate: float | None) -> dict[str, float]:
+    """timm's rule: per node with a ``drop_path`` parameter, a rate growing linearly from 0 to ``rate``."""
     if rate is None:
         return {}
     names = [n for n in analysis.order if analysis.nodes[n].spec.param("drop_path") is not None]
@@ -99,4 +98,4 @@ def set_drop_path(module: nn.Module, scale: float) -> None:
             m.drop_prob = m.base_drop_prob * scale
 
 
-__all__ = ["build", "output_value", "set_drop_path"]
+__all__ = ["build", "drop_path_schedule", "output_value", "set_drop_path"]

@@ -31,7 +31,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from nascore.errors import NascoreError, RunError, StrategyError
+from nascore.errors import EvaluatorError, NascoreError, RunError, StrategyError, plugin_code
 from nascore.io.atomic import atomic_write_text
 from nascore.nas.book import Budget, Dedup, Kind, TrialBook, TrialRecord, best, budget_used, counts, status_line
 from nascore.nas.config import SearchConfig
@@ -79,6 +79,7 @@ class Search:
         self.data_shape: DataShape | None = None   # name, input shape and classes of the data set
         self._published: list[int] = []
         self._dirty = False                        # a trial finished since the summary was last written
+        self.epochs = config.epochs                # per trial: the evaluator's own count when it fixes one
 
     # the run -------------------------------------------------------------------------------------------------------
 
@@ -86,8 +87,13 @@ class Search:
         from nascore.nas.evaluators import EVALUATORS
         from nascore.training.data import load_dataset
 
-        # an unknown evaluator or a bad option fails here, not in every worker
-        EVALUATORS.get(self.config.evaluator).resolve(self.config.evaluator_options)
+        # an unknown evaluator, a bad option or one that does not fit the space fails here, not in every worker
+        evaluator = EVALUATORS.get(self.config.evaluator)
+        options = evaluator.resolve(self.config.evaluator_options)
+        if evaluator.check is not None:
+            with plugin_code("its check", EvaluatorError, where=f"evaluator {evaluator.name!r}"):
+                evaluator.check(options, self.space)
+        self.epochs = evaluator.epochs or self.config.epochs
         splits = load_dataset(self.config.data, self.config.data_root, **self.config.data_params)
         self.data_shape = SimpleNamespace(name=self.config.data, input_shape=tuple(splits.input_shape),
                                           num_classes=splits.num_classes)
@@ -101,7 +107,7 @@ class Search:
             self.study.set_user_attr("space", self.space.name)
             self.store.recover(self.book, self.say)
             self.pool.open()
-            self.say(f"search {self.run_dir.name}: {self.config.trials} trials of {self.config.epochs} epochs, "
+            self.say(f"search {self.run_dir.name}: {self.config.trials} trials of {self.epochs} epochs, "
                      f"{self.config.workers} worker(s), strategy {self.config.strategy}, objectives "
                      f"{', '.join(self.config.objectives)}")
             self._loop()
@@ -200,7 +206,7 @@ class Search:
         trial.set_user_attr("kind", Kind.TRAINED.value)
         graph_doc = graph.to_dict()
         atomic_write_text(self.run_dir.trial_dir(trial.number) / "graph.yaml", graph.to_yaml())
-        train = {"epochs": self.config.epochs, "seed": self.config.seed + trial.number, **self.config.train}
+        train = {"seed": self.config.seed + trial.number, **self.config.train, "epochs": self.epochs}
         job = _Job(trial, info={"params": analysis.params, "macs": analysis.macs, "hash": digest},
                    started=time.perf_counter())
         self.pool.start(slot, job, graph_doc, train, limits.get("max_latency_ms"),
@@ -245,7 +251,7 @@ class Search:
         trial.set_user_attr("history", job.history)
         if len(self.config.objectives) == 1:
             trial.report(float(metrics["val_acc"]), job.epoch)
-            if job.epoch < self.config.epochs and trial.should_prune():
+            if job.epoch < self.epochs and trial.should_prune():
                 trial.set_user_attr("reason", f"pruned after epoch {job.epoch}")
                 self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 self._settle_duplicates(job.info["hash"], optuna.trial.TrialState.PRUNED, None)
@@ -254,7 +260,7 @@ class Search:
                             f"{metrics['val_acc']:.4f}")
                 self.pool.abandon(slot)
                 return True
-        if job.epoch < self.config.epochs:
+        if job.epoch < self.epochs:
             return self._next_epoch(slot)
         self.pool.finish(slot)
         return False

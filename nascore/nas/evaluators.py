@@ -11,7 +11,7 @@ weight-sharing or proxy evaluator plugs in the same way, with no base class to i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -76,13 +76,18 @@ class EvaluatorFactory(Protocol):
 @dataclass(frozen=True)
 class EvaluatorSpec:
     """One evaluator. ``options``: what a search's ``evaluator_options`` may set, typed and ranged like block
-    parameters (unknown ones are an error naming them)."""
+    parameters (unknown ones are an error naming them). ``epochs``: how many times a trial calls ``train_epoch``
+    when the evaluator fixes it (one for an evaluator that scores without training; None: the search's
+    ``epochs``). ``check(options, space)``: called once when a search starts, with the checked options and the
+    :class:`~nascore.nas.space.SearchSpace`; it raises a NascoreError when the two cannot work together."""
 
     name: str
     make: EvaluatorFactory
     doc: str = ""
     aliases: tuple[str, ...] = ()
     options: tuple[Param, ...] = ()
+    epochs: int | None = None
+    check: Callable[[Mapping[str, Any], Any], None] | None = None
 
     def resolve(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """``options`` checked and completed with defaults; an EvaluatorError naming the option otherwise."""

@@ -45,6 +45,24 @@ class StepFailed(Exception):
         self.worker_died = worker_died
 
 
+def connect_ray(address: str | None, cpus_needed: int = 1) -> bool:
+    """Join the cluster at ``address``, or start a private Ray on this machine (at least ``cpus_needed`` logical
+    CPUs), unless Ray runs already in this process. Returns whether this call started it (and should shut it down).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")   # a private local cluster; see RAY_OPTUNA_NOTES
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=max(os.cpu_count() or 1, cpus_needed), include_dashboard=False, log_to_driver=False,
+                 object_store_memory=256 * 1024 * 1024)
+    return True
+
+
 class ActorPool:
     """``workers`` TrialWorker actors on a local Ray (started here when none is running) or the cluster at
     ``address``; each takes ``cpus`` / ``gpus`` (fractions allowed), loads data set ``data`` once and trains with
@@ -81,16 +99,7 @@ class ActorPool:
 
         from nascore.nas.worker import TrialWorker
 
-        if not ray.is_initialized():
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")   # a private local cluster; see RAY_OPTUNA_NOTES
-            os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-            if self.address:
-                ray.init(address=self.address, log_to_driver=False)
-            else:
-                cpus = max(os.cpu_count() or 1, math.ceil(self.workers * self.cpus))
-                ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-                         object_store_memory=256 * 1024 * 1024)
-            self._owns_ray = True
+        self._owns_ray = connect_ray(self.address, math.ceil(self.workers * self.cpus))
         self._remote = ray.remote(TrialWorker).options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0)
         self.slots = [Slot(self._new_actor()) for _ in range(self.workers)]
 
@@ -170,4 +179,4 @@ class ActorPool:
             raise StepFailed(f"{type(cause).__name__}: {text}", worker_died=False) from None
 
 
-__all__ = ["ActorPool", "Slot", "SlotState", "StepFailed"]
+__all__ = ["ActorPool", "Slot", "SlotState", "StepFailed", "connect_ray"]

@@ -23,7 +23,8 @@ import torch.nn as nn
 from torch.func import functional_call
 
 from nascore.errors import NascoreError, SupernetError
-from nascore.graph.compile import output_value
+from nascore.blocks.layers import DropPath
+from nascore.graph.compile import drop_path_schedule, output_value
 from nascore.graph.core import INPUT, Graph
 from nascore.oneshot.paths import covering_paths, is_elastic
 
@@ -74,6 +75,8 @@ class Supernet(nn.Module):
                                 where="kernel_sharing")
         self.space = space
         self.kernel_sharing = kernel_sharing
+        self.cover_limit = cover_limit
+        self.drop_path_rate = 0.0   # the largest drop-path rate in training (timm's linear rule along the path)
         _refuse_unshareable(space)
         self._slots: dict[tuple[BankKey, str], str] = {}   # (key, tensor name) -> attribute holding the bank tensor
         self._modules_cache: dict[tuple[Any, ...], nn.Module] = {}
@@ -153,11 +156,16 @@ class Supernet(nn.Module):
 
     def forward(self, x: torch.Tensor, graph: Graph) -> Any:
         analysis = graph.analyse()
+        rates = drop_path_schedule(analysis, self.drop_path_rate) if self.drop_path_rate > 0 else {}
         values: dict[str, Any] = {INPUT: x}
         for name in analysis.order:
             info = analysis.nodes[name]
             module, tensors = self._node(graph, name, info)
             module.train(self.training)
+            if name in rates:   # the cached module is shared by every path: its rate is set per call
+                for m in module.modules():
+                    if isinstance(m, DropPath):
+                        m.drop_prob = rates[name]
             args = [output_value(values, ref) for ref in info.inputs]
             out = functional_call(module, tensors, ((args[0],) if info.spec.arity.single else (args,)))
             values[name] = out if len(info.outputs) == 1 else dict(zip(info.outputs, out))

@@ -441,18 +441,20 @@ class Trainer:
                           reason="out of memory") from None
 
     @torch.no_grad()
-    def evaluate(self, split: str = "val") -> float:
-        """Top-1 accuracy on ``split`` (train, val or test), in eval mode."""
+    def evaluate(self, split: str = "val", model: nn.Module | None = None) -> float:
+        """Top-1 accuracy on ``split`` (train, val or test), in eval mode, of the trained model or of ``model``
+        (another module on the same data: a subnet scored during supernet training)."""
         if split not in self._data:
             raise ParamError(f"got {split!r}, expected one of {list(self._data)}", where="parameter 'split'")
+        model = self.model if model is None else model
         x, y = self._data[split]
-        was_training = self.model.training
-        self.model.eval()
+        was_training = model.training
+        model.eval()
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         try:
             for i in range(0, len(y), self.eval_batch_size):
                 with self._autocast():
-                    out = self.model(self._prepare(x[i:i + self.eval_batch_size], split))
+                    out = model(self._prepare(x[i:i + self.eval_batch_size], split))
                 if i == 0:
                     self._check_output(out)
                 correct += (out.argmax(1) == y[i:i + self.eval_batch_size]).sum()
@@ -461,7 +463,7 @@ class Trainer:
                 self._out_of_memory(exc, f"evaluation on {split}")
             raise
         finally:
-            self.model.train(was_training)
+            model.train(was_training)
         return correct.item() / len(y)
 
     # checkpoints ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,413 @@
+"""Train a supernet once: one sampled path per step (single-path one-shot), with nascore's own trainer.
+
+    nascore supernet train search_spaces/mbconv.yaml -o supernet/ [--sampling fair] [--workers 2]
+
+    OUT/space.yaml           the space trained (self-contained: a base graph file inlined)
+    OUT/supernet.json        how: kernel sharing, path sampling, seed, data, settings, the bank's layout
+    OUT/checkpoint.pt        the whole training state after every epoch (resumable after a crash or kill -9)
+    OUT/history.jsonl        one line per epoch: the trainer's record, and the mean validation accuracy of a few
+                             fixed paths scored as a search scores them (inherited weights, recalibrated BN)
+    OUT/supernet.safetensors the trained bank, once every epoch is done: what the ``supernet`` evaluator reads
+
+:class:`SinglePath` turns the supernet into an ordinary model for :class:`~nascore.training.trainer.Trainer`: each
+training forward runs the path of the current step, drawn by a rule that is a pure function of (seed, step), so
+every data-parallel rank draws the same path and a resumed run continues the same sequence. Optimisers, schedules,
+label smoothing, AMP and channels-last come from the trainer unchanged; drop-path is applied along the sampled path.
+
+With ``workers`` > 0 the same loop runs on Ray Train (``TorchTrainer``: DDP over gloo on CPU, NCCL on GPU): each
+rank trains on its share of every global batch, so the run follows the single-process one; rank 0 writes the folder,
+which must therefore be on storage every node of a cluster reaches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nascore.errors import NascoreError, RunError, SupernetError
+from nascore.graph.core import Graph
+from nascore.io.atomic import atomic_write_bytes, atomic_write_text
+from nascore.oneshot.calibrate import recalibrate_batch_norm
+from nascore.oneshot.paths import covering_paths, fair_rule, sample_path, uniform_rule
+from nascore.oneshot.supernet import KERNEL_SHARING, Supernet
+
+SAMPLING = {"uniform": uniform_rule, "fair": fair_rule}
+FORMAT = 1
+SPACE_FILE, INFO_FILE, WEIGHTS_FILE = "space.yaml", "supernet.json", "supernet.safetensors"
+_RETRIES = 50   # fresh draws for a step whose path the space or a constraint rejects
+
+
+def space_digest(space: Any) -> str:
+    """What a supernet's weights depend on: the space's graph, scale and compound sections (not its settings)."""
+    doc = {k: space.document.get(k) for k in ("graph", "scale", "compound")}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class SinglePath(nn.Module):
+    """``supernet`` as a one-input model: in training each call runs the path of step ``steps`` (a buffer, so it is
+    checkpointed with the weights) and counts it; in eval mode it runs ``reference`` (the largest covering point).
+
+    ``accept(graph)`` may reject a drawn path (a parameter or MAC limit): the step then draws again, as
+    single-path one-shot samples only paths inside the search's constraints. An input whose side differs from the
+    path's (a resolution choice) is resized to it, as a search does.
+    """
+
+    def __init__(self, supernet: Supernet, sampling: str = "uniform", seed: int = 0,
+                 accept: Callable[[Graph], bool] | None = None):
+        super().__init__()
+        if sampling not in SAMPLING:
+            raise SupernetError(f"got {sampling!r}, expected one of {list(SAMPLING)}", where="sampling")
+        self.supernet = supernet
+        self.sampling = sampling
+        self.seed = seed
+        self.accept = accept
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+        self.reference = covering_paths(supernet.space, supernet.cover_limit)[0][0]
+
+    def path(self, step: int) -> Graph:
+        """The architecture trained at ``step``: the same on every rank, in every run with this seed."""
+        rule = SAMPLING[self.sampling]
+        problem: Exception | None = None
+        for attempt in range(_RETRIES):
+            try:
+                graph, _ = sample_path(self.supernet.space, rule(self.seed if attempt == 0 else (self.seed, attempt),
+                                                                 step))
+            except NascoreError as err:   # a combination the space rejects: draw again
+                problem = err
+                continue
+            if self.accept is None or self.accept(graph):
+                return graph
+        raise SupernetError(f"no acceptable path in {_RETRIES} draws at step {step}"
+                            + (f" (last rejection: {problem})" if problem else "; the constraints reject "
+                               "every drawn path"), where="sampling")
+
+    def forward(self, x: torch.Tensor) -> Any:
+        if self.training:
+            graph = self.path(int(self.steps))
+            self.steps += 1
+        else:
+            graph = self.reference
+        side = tuple(graph.input_shape[1:])
+        if tuple(x.shape[2:]) != side:
+            x = F.interpolate(x, size=side, mode="bilinear", align_corners=False)
+        return self.supernet(x, graph)
+
+
+# -- the folder ------------------------------------------------------------------------------------------------------
+
+
+def _read_info(folder: Path) -> dict[str, Any]:
+    path = folder / INFO_FILE
+    if not path.is_file():
+        raise RunError(f"has no {INFO_FILE}; expected a folder written by `nascore supernet train`",
+                       where=str(folder))
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunError(f"is not readable JSON ({exc})", where=str(path)) from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise RunError(f"is not a nascore supernet description of format {FORMAT}", where=str(path))
+    return info
+
+
+def load_supernet(folder: str | Path, allow_unfinished: bool = False) -> tuple[Supernet, dict[str, Any]]:
+    """The trained supernet of ``folder`` and its description; refuses (RunError) a folder whose training has not
+    finished unless ``allow_unfinished`` (then the last epoch's checkpoint is used), and a bank whose layout differs
+    from the stored one (another nascore or plugin version builds the space differently)."""
+    from nascore.nas.space import SearchSpace
+
+    folder = Path(folder)
+    info = _read_info(folder)
+    space = SearchSpace.load(folder / SPACE_FILE)
+    supernet = Supernet(space, kernel_sharing=info["kernel_sharing"], cover_limit=info["cover_limit"])
+    _check_layout(supernet, info.get("layout") or [], folder)
+    weights = folder / WEIGHTS_FILE
+    if weights.is_file():
+        from safetensors.torch import load_file
+
+        state = load_file(str(weights))
+    else:
+        from nascore.training.checkpointed import CHECKPOINT
+        from nascore.training.trainer import read_checkpoint
+
+        if not allow_unfinished:
+            raise RunError(f"has no {WEIGHTS_FILE}: its training has not finished; resume it with `nascore "
+                           "supernet train` (or allow_unfinished=True to score with the last epoch's weights)",
+                           where=str(folder))
+        ckpt = read_checkpoint(folder / CHECKPOINT)
+        state = {k.removeprefix("supernet."): v for k, v in ckpt["model"].items() if k.startswith("supernet.")}
+    try:
+        supernet.load_state_dict(state)
+    except RuntimeError as exc:
+        raise RunError(f"weights do not fit the space's supernet: {str(exc).strip().splitlines()[0]:.300}",
+                       where=str(folder)) from None
+    return supernet.eval(), info
+
+
+def _check_layout(supernet: Supernet, stored: list[dict[str, Any]], folder: Path) -> None:
+    mine = supernet.layout()
+    if [(e["attr"], e["shape"]) for e in mine] != [(e.get("attr"), e.get("shape")) for e in stored]:
+        first = next((a for a, b in zip(mine, stored) if (a["attr"], a["shape"]) != (b.get("attr"), b.get("shape"))),
+                     mine[len(stored)] if len(mine) > len(stored) else stored[len(mine)])
+        raise SupernetError(f"the space now builds a different weight bank than the one trained (first difference: "
+                            f"{first.get('node')} {first.get('tensor')} {first.get('shape')}); expected the nascore "
+                            "and plugin versions it was trained with", where=str(folder))
+
+
+# -- training --------------------------------------------------------------------------------------------------------
+
+
+def _constraint_filter(limits: Mapping[str, float]) -> Callable[[Graph], bool] | None:
+    limits = {k: v for k, v in limits.items() if k in ("max_params", "max_macs")}
+    if not limits:
+        return None
+
+    def accept(graph: Graph) -> bool:
+        a = graph.analyse()
+        return a.params <= limits.get("max_params", math.inf) and a.macs <= limits.get("max_macs", math.inf)
+    return accept
+
+
+def _monitor_paths(single: SinglePath, count: int) -> list[Graph]:
+    """Fixed paths scored after every epoch: the reference (largest) and draws of another seed."""
+    paths = [single.reference]
+    step = 0
+    while len(paths) < count and step < 10 * count:
+        rule = SAMPLING["uniform"]((single.seed, "monitor"), step)
+        step += 1
+        try:
+            graph, _ = sample_path(single.supernet.space, rule)
+        except NascoreError:
+            continue
+        if single.accept is None or single.accept(graph):
+            paths.append(graph)
+    return paths
+
+
+def score_path(supernet: Supernet, graph: Graph, trainer: Any, batches: int, split: str = "val") -> float:
+    """A candidate's one-shot score: its subnet with inherited weights, batch norm recalibrated on ``batches``
+    training batches, top-1 accuracy on ``split``. The supernet is left as it was."""
+    model = supernet.subnet(graph, device=trainer.device)
+    side = tuple(graph.input_shape[1:])
+    if side != tuple(trainer.splits.input_shape[1:]):
+        from nascore.training.trainer import Resize
+
+        model = Resize(model, side)
+    recalibrate_batch_norm(model, trainer.batches("train", batches, seed=1))
+    return trainer.evaluate(split, model=model)
+
+
+def _settings(space: Any, data: str | None, data_root: str | None, data_params: Mapping[str, Any] | None,
+              train: Mapping[str, Any] | None, epochs: int | None, device: str | None) -> dict[str, Any]:
+    """Data and training settings: arguments < the space's ``search:`` section < nascore's defaults."""
+    search = space.settings
+    settings = {**dict(search.get("train") or {}), **dict(train or {})}
+    if epochs is not None:
+        settings["epochs"] = epochs
+    settings.setdefault("epochs", 20)
+    if device is not None and (device != "auto" or "device" not in settings):
+        settings["device"] = device
+    return {"data": data or search.get("data", "digits"), "data_root": data_root or search.get("data_root"),
+            "data_params": dict(data_params if data_params is not None else search.get("data_params") or {}),
+            "train": settings, "constraints": dict(search.get("constraints") or {})}
+
+
+def train_supernet(space_path: str | Path, out_dir: str | Path, *, data: str | None = None,
+                   data_root: str | None = None, data_params: Mapping[str, Any] | None = None,
+                   epochs: int | None = None, train: Mapping[str, Any] | None = None, sampling: str = "uniform",
+                   kernel_sharing: str = "slice", seed: int = 0, cover_limit: int = 256, monitor: int = 3,
+                   calibration_batches: int = 8, resume: bool = True, device: str | None = "auto",
+                   workers: int = 0, cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0,
+                   address: str | None = None,
+                   progress: Callable[[str], None] | None = print) -> dict[str, Any]:
+    """Train the supernet of the space file ``space_path`` into ``out_dir``; resumable; returns its summary.
+
+    Data and training settings default to the space's ``search:`` section (``epochs`` to 20). ``sampling``:
+    ``uniform`` (single-path one-shot) or ``fair`` (each option of a decision once per round of steps, after
+    FairNAS). ``kernel_sharing``: ``slice`` (smaller kernels are the centre of the largest) or ``separate``.
+    ``workers`` > 0 trains data-parallel on Ray Train (the local Ray, or the cluster at ``address``).
+    """
+    from nascore.nas.space import SearchSpace
+
+    say = progress or (lambda line: None)
+    space = SearchSpace.load(space_path)
+    out = Path(out_dir)
+    job = {"space_doc": space.document, "space_source": str(space_path), "out": str(out.resolve()),
+           **_settings(space, data, data_root, data_params, train, epochs, device),
+           "sampling": sampling, "kernel_sharing": kernel_sharing, "seed": seed, "cover_limit": cover_limit,
+           "monitor": monitor, "calibration_batches": calibration_batches, "resume": resume}
+    if sampling not in SAMPLING:
+        raise SupernetError(f"got {sampling!r}, expected one of {list(SAMPLING)}", where="sampling")
+    if kernel_sharing not in KERNEL_SHARING:
+        raise SupernetError(f"got {kernel_sharing!r}, expected one of {list(KERNEL_SHARING)}",
+                            where="kernel_sharing")
+    if workers <= 0:
+        return _train(job, rank=0, world=1, say=say)
+    return _train_on_ray(job, workers, cpus_per_worker, gpus_per_worker, address, say)
+
+
+def _train(job: dict[str, Any], rank: int, world: int, say: Callable[[str], None],
+           wrap: Callable[[nn.Module], nn.Module] | None = None, device: Any = None,
+           report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """The training of one process (rank ``rank`` of ``world``); rank 0 writes the folder."""
+    from nascore.nas.space import SearchSpace
+    from nascore.training.checkpointed import CheckpointedRun
+    from nascore.training.data import load_dataset
+    from nascore.training.trainer import TrainConfig, Trainer
+
+    space = SearchSpace(job["space_doc"], job["space_source"])
+    out = Path(job["out"])
+    config = TrainConfig.from_dict(job["train"], "train")
+    drop_path = config.drop_path
+    data_record = json.dumps({"data": job["data"], "params": job["data_params"]}, sort_keys=True, default=str)
+    how = {k: job[k] for k in ("sampling", "kernel_sharing", "seed", "cover_limit")}
+    run = CheckpointedRun(out, {"space_hash": space_digest(space), "data": data_record,
+                                "supernet": json.dumps(how, sort_keys=True)}, "supernet",
+                          extra={"format": FORMAT, "space": space.name})
+    state, config = run.resume(config, job["resume"])
+    splits = load_dataset(job["data"], job["data_root"], **job["data_params"])
+
+    torch.manual_seed(config.seed)
+    supernet = Supernet(space, kernel_sharing=job["kernel_sharing"], cover_limit=job["cover_limit"])
+    supernet.drop_path_rate = drop_path
+    single = SinglePath(supernet, job["sampling"], job["seed"], _constraint_filter(job["constraints"]))
+    model = wrap(single) if wrap is not None else single
+    # the trainer's own drop-path schedule finds no DropPath module here: the supernet applies the rate per path
+    trainer = Trainer(model, splits, config, device=device, shard=(rank, world))
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / SPACE_FILE, _yaml(space.document))
+        atomic_write_text(out / INFO_FILE, json.dumps({
+            "format": FORMAT, "space": space.name, "space_hash": space_digest(space), **how,
+            "data": job["data"], "data_root": job["data_root"], "data_params": job["data_params"],
+            "train": config.to_dict(), "constraints": job["constraints"], "workers": world,
+            "bank_parameters": sum(p.numel() for p in supernet.parameters()), "layout": supernet.layout()},
+            indent=1) + "\n")
+        if state is None:
+            say(f"{out}: training the supernet of {space.name!r} ({len(supernet.layout())} shared tensors, "
+                f"{sum(p.numel() for p in supernet.parameters()):,} parameters) on {splits.name!r} for "
+                f"{config.epochs} epochs, {job['sampling']} path sampling, {world} worker(s) on {trainer.device}")
+    paths = _monitor_paths(single, job["monitor"]) if rank == 0 else []
+
+    def after_epoch(record: dict[str, Any]) -> None:
+        supernet.drop_path_rate = drop_path * trainer.epoch / config.epochs   # ScheduledDropPath, for the next
+        if paths:
+            scores = [score_path(supernet, g, trainer, job["calibration_batches"]) for g in paths]
+            record["paths_val_acc"] = sum(scores) / len(scores)
+            record["reference_val_acc"] = scores[0]
+        if report is not None:
+            report(record)
+
+    supernet.drop_path_rate = drop_path * (int(state["epoch"]) if state else 0) / config.epochs
+    resumed_from = run.train(trainer, state, say if rank == 0 else (lambda line: None), after_epoch,
+                             write=rank == 0)
+    summary = {"out": str(out), "epochs_done": trainer.epoch, "resumed_from": resumed_from,
+               "history": trainer.history, "device": str(trainer.device), "workers": world}
+    if rank == 0:
+        from safetensors.torch import save
+
+        state_dict = {k: v.detach().to("cpu").contiguous() for k, v in supernet.state_dict().items()}
+        atomic_write_bytes(out / WEIGHTS_FILE, save(state_dict, metadata={"space_hash": space_digest(space)}))
+        last = trainer.history[-1] if trainer.history else {}
+        summary.update({k: last[k] for k in ("paths_val_acc", "reference_val_acc", "loss") if k in last})
+        say(f"{out}: supernet trained ({trainer.epoch} epochs); search it with --evaluator supernet "
+            f"--evaluator-option checkpoint={out}")
+    return summary
+
+
+def _yaml(doc: Mapping[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(dict(doc), sort_keys=False)
+
+
+# -- Ray Train -------------------------------------------------------------------------------------------------------
+
+
+def _ray_worker(job: dict[str, Any]) -> None:
+    """One Ray Train worker: the same loop, DDP-wrapped, on this rank's share of every batch."""
+    import ray.train
+    import ray.train.torch
+
+    ctx = ray.train.get_context()
+    torch.set_num_threads(max(1, int(job.get("threads") or 1)))
+
+    def wrap(module: nn.Module) -> nn.Module:
+        # unused options of a step get no gradient: DDP must not wait for them
+        return ray.train.torch.prepare_model(module, parallel_strategy_kwargs={"find_unused_parameters": True})
+
+    def report(record: dict[str, Any]) -> None:
+        ray.train.report({k: v for k, v in record.items() if isinstance(v, (int, float))})
+
+    _train(job, ctx.get_world_rank(), ctx.get_world_size(), print if ctx.get_world_rank() == 0 else
+           (lambda line: None), wrap=wrap, device=ray.train.torch.get_device(), report=report)
+
+
+def _train_on_ray(job: dict[str, Any], workers: int, cpus: float, gpus: float, address: str | None,
+                  say: Callable[[str], None]) -> dict[str, Any]:
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from nascore.nas.pool import connect_ray
+
+    if workers < 1 or cpus <= 0 or gpus < 0:
+        raise SupernetError(f"got workers={workers}, cpus_per_worker={cpus}, gpus_per_worker={gpus}; expected "
+                            "workers >= 1, cpus > 0, gpus >= 0", where="workers")
+    out = Path(job["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    job = {**job, "threads": max(1, math.ceil(cpus)),
+           "train": {**job["train"], "device": "cuda" if gpus > 0 else "cpu"}}
+    owns = connect_ray(address, math.ceil(workers * cpus))
+    resources = {"CPU": cpus, **({"GPU": gpus} if gpus > 0 else {})}
+    try:
+        trainer = TorchTrainer(_ray_worker, train_loop_config=job,
+                               scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus > 0,
+                                                            resources_per_worker=resources),
+                               run_config=RunConfig(name="ray", storage_path=str(out.resolve())))
+        say(f"{out}: Ray Train, {workers} worker(s) x ({cpus:g} CPU, {gpus:g} GPU)")
+        try:
+            result = trainer.fit()
+        except Exception as exc:  # noqa: BLE001 - Ray wraps the worker's error; nascore's own is re-raised
+            raise _unwrap_ray_error(exc) from None
+        if getattr(result, "error", None) is not None:
+            raise _unwrap_ray_error(result.error)
+    finally:
+        if owns:
+            ray.shutdown()
+    history_path = out / "history.jsonl"
+    history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.is_file() else []
+    last = history[-1] if history else {}
+    return {"out": str(out), "epochs_done": int(last.get("epoch", 0)), "history": history, "workers": workers,
+            **{k: last[k] for k in ("paths_val_acc", "reference_val_acc", "loss") if k in last}}
+
+
+def _unwrap_ray_error(exc: BaseException) -> BaseException:
+    """The NascoreError a worker raised, found in Ray's wrappers; else a RunError naming Ray's failure."""
+    seen = set()
+    stack = [exc]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen or e is None:
+            continue
+        seen.add(id(e))
+        if isinstance(e, NascoreError):
+            return e
+        stack.extend([getattr(e, "cause", None), e.__cause__, e.__context__,
+                      *(getattr(e, "worker_failures", {}) or {}).values()]
+                     if isinstance(getattr(e, "worker_failures", None), dict) else
+                     [getattr(e, "cause", None), e.__cause__, e.__context__])
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return RunError(f"distributed supernet training failed: {first[:300]}", where="ray train")
+
+
+__all__ = ["SAMPLING", "SinglePath", "load_supernet", "score_path", "space_digest", "train_supernet"]
