@@ -6,7 +6,8 @@ The CLI prints ``str(err)`` and exits non-zero; nothing else is caught there, so
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 
 class NascoreError(Exception):
@@ -106,3 +107,33 @@ def suggest(name: str, known: Iterable[str]) -> str:
 
 class GenotypeError(SearchSpaceError):
     """A genotype kind is unknown, or a genotype expression lists an op or an option its cell does not take."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, at most ``limit`` characters: errors stay one line."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else "")[:limit]
+
+
+def raised(what: str | None, exc: BaseException) -> str:
+    """``<what> raised <Type>: <first line>``; without ``what``, ``<Type>: <first line>``."""
+    said = f"{type(exc).__name__}: {first_line(exc)}"
+    return f"{what} raised {said}" if what else said
+
+
+@contextmanager
+def plugin_code(what: str | None, error: type[NascoreError] = PluginError, where: str | None = None, *,
+                chain: bool = False) -> Iterator[None]:
+    """Run code nascore does not own (a plugin's hook, factory or formula) at the plugin boundary.
+
+    A NascoreError passes through untouched: the code is reporting the user's mistake. Any other exception is a bug
+    in that code and becomes ``error(raised(what, exc), where=where)``: one line naming whose code failed, with the
+    cause dropped (``chain=False``) or kept as ``__cause__`` (``chain=True``). Callers that locate errors (file,
+    node) wrap the ``with`` block in their own ``except NascoreError``.
+    """
+    try:
+        yield
+    except NascoreError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the boundary: whatever the plugin raised, reported as its failure
+        raise error(raised(what, exc), where=where) from (exc if chain else None)

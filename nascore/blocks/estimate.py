@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nascore.blocks.spec import BlockSpec, Inference, Shape, is_int
 from nascore.blocks.tally import fmt_shape
-from nascore.errors import NascoreError, PluginError, ShapeError
+from nascore.errors import NascoreError, PluginError, ShapeError, plugin_code
 
 aten = torch.ops.aten
 
@@ -150,12 +150,8 @@ def inference_of(spec: BlockSpec, in_shapes: Sequence[Shape], params: Mapping[st
     """
     if spec.infer is None:
         return estimate(spec, in_shapes, params)
-    try:
+    with plugin_code(f"{describe(spec)}: its infer"):
         inference = spec.infer(list(in_shapes), **params)
-    except NascoreError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a plugin's bug, reported as one
-        raise PluginError(f"{describe(spec)}: its infer raised {type(exc).__name__}: {_line(exc)}") from None
     problem = _invalid(inference)
     if problem:
         raise PluginError(f"{describe(spec)}: its infer {problem}")
@@ -213,24 +209,15 @@ estimate.cache_clear = _cached.cache_clear  # type: ignore[attr-defined]
 def _measure_block(key: _Key) -> Inference:
     spec, in_shapes, params = key.spec, list(key.in_shapes), dict(key.params)
     shapes = ", ".join(fmt_shape(s) for s in in_shapes)
-    try:
-        with torch.device("meta"):
-            module = spec.module(spec.in_channels(in_shapes), **params)
-    except NascoreError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the block does not fit these inputs or parameters
-        raise ShapeError(f"block {spec.name!r} cannot be built for inputs {shapes}: "
-                         f"{type(exc).__name__}: {_line(exc)}") from None
+    # Unlike a formula's failure (inference_of), a module failing on these inputs says they do not fit: the user's.
+    with plugin_code(f"block {spec.name!r} cannot be built for inputs {shapes}: its module factory", ShapeError), \
+            torch.device("meta"):
+        module = spec.module(spec.in_channels(in_shapes), **params)
     if not isinstance(module, nn.Module):
         raise PluginError(f"{describe(spec)}: its module factory returned {type(module).__name__}, expected a "
                           "torch.nn.Module")
-    try:
+    with plugin_code(f"block {spec.name!r} cannot take inputs {shapes}: its module", ShapeError):
         out, macs = run(module, in_shapes, spec.arity.single)
-    except NascoreError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the user's shapes, as far as nascore can tell
-        raise ShapeError(f"block {spec.name!r} cannot take inputs {shapes}: "
-                         f"{type(exc).__name__}: {_line(exc)}") from None
     outputs = _name_outputs(spec, out)
     return Inference(outputs=outputs, params=sum(p.numel() for p in module.parameters()), macs=macs)
 
@@ -270,12 +257,6 @@ def _freeze(value: Any) -> Any:
 
 def _copy(inference: Inference) -> Inference:
     return Inference(outputs=dict(inference.outputs), params=inference.params, macs=inference.macs)
-
-
-def _line(exc: BaseException) -> str:
-    """The first line of an exception's message, at most 200 characters: errors stay one line."""
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else "")[:200]
 
 
 __all__ = ["MAC_RULES", "MacCounter", "describe", "estimate", "inference_of", "measure", "plugin_of", "run"]

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from nascore.errors import ExportError, NascoreError
+from nascore.errors import ExportError, plugin_code
 from nascore.exporting.sources import resolve_source
 from nascore.exporting.spec import (
     EXAMPLE_BATCH,
@@ -229,16 +229,11 @@ def _write_format(spec: ExporterSpec, folder: Path, model: nn.Module, example: t
     target = folder / spec.filename
     t0 = time.perf_counter()
     try:
-        with torch.no_grad():
+        # the location names whose code failed; a bug's cause stays chained (exporters fail deep inside torch)
+        with plugin_code(None, ExportError, chain=True), torch.no_grad():
             info = spec.write(model, example, target, graph)
     except ExportError as err:
-        raise err.located(f"format {spec.name}") from None
-    except NascoreError:
-        raise
-    except Exception as exc:    # the cause stays chained
-        text = str(exc).strip()
-        raise ExportError(f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}",
-                          where=f"format {spec.name}") from exc
+        raise err.located(f"format {spec.name}") from err.__cause__
     if not target.is_file():
         raise ExportError(f"wrote no {spec.filename}", where=f"format {spec.name}")
     return {"file": spec.filename, **_jsonable(dict(info or {})), "seconds": round(time.perf_counter() - t0, 3)}

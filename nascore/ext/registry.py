@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 import pluggy
 
-from nascore.errors import DuplicateBlockError, NascoreError, suggest
+from nascore.errors import DuplicateBlockError, NascoreError, raised, suggest
 from nascore.ext.manager import PluginFailure, env_list, lock, plugin_failures, plugin_manager, on_change
 
 T = TypeVar("T")
@@ -88,7 +88,7 @@ class Registry(Generic[T]):
                 return []
             result = list(result)  # inside the try: a generator may fail half-way
         except Exception as exc:  # noqa: BLE001 - a raising plugin is reported, the others go on
-            failures.append(PluginFailure(impl.plugin_name, f"{self.hook}() raised {type(exc).__name__}: {exc}"))
+            failures.append(PluginFailure(impl.plugin_name, raised(f"{self.hook}()", exc)))
             return []
         good = []
         for item in result:

@@ -14,19 +14,14 @@ import warnings
 
 import networkx as nx
 
-from nascore.errors import NascoreError, PluginError
+from nascore.errors import NascoreError, plugin_code
 from nascore.graph.core import INPUT, Graph
 
 
 def node_label(block: str, params: dict, spec) -> str:
     if spec is not None and spec.canonical is not None:
-        try:
+        with plugin_code(f"block {spec.name!r}'s canonical"):
             params = spec.canonical(dict(params))
-        except NascoreError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a plugin's bug, named
-            raise PluginError(f"block {spec.name!r}'s canonical raised {type(exc).__name__}: {str(exc)[:200]}") \
-                from None
     return f"{spec.name if spec else block}{json.dumps(params, sort_keys=True, default=list)}"
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nascore.blocks.spec import Param
-from nascore.errors import GenotypeError, NascoreError, PluginError, suggest
+from nascore.errors import GenotypeError, NascoreError, PluginError, plugin_code, suggest
 from nascore.ext.registry import Registry
 
 EXPRESSION_KEYS = ("genotype", "ops", "name")   # what every genotype expression takes besides its kind's options
@@ -121,13 +121,8 @@ class GenotypeSpec:
 
     def plan(self, ops: tuple[str, ...], options: Mapping[str, Any]) -> tuple[Decision, ...]:
         """The decisions of one genotype over ``ops`` (from :meth:`resolve`), checked; a bad one is the plugin's bug."""
-        try:
+        with plugin_code("decisions()", where=f"genotype kind {self.name!r}"):
             decisions = tuple(self.decisions(ops, **options))
-        except NascoreError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a plugin's bug, named
-            raise PluginError(f"decisions() raised {type(exc).__name__}: {exc}",
-                              where=f"genotype kind {self.name!r}") from None
         names = set()
         for d in decisions:
             if (not isinstance(d, Decision) or not isinstance(d.name, str) or not d.name or d.name in names

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from nascore.blocks.spec import Param, resolve_params
-from nascore.errors import NascoreError, ParamError, StrategyError
+from nascore.errors import NascoreError, ParamError, StrategyError, plugin_code
 from nascore.ext.registry import Registry
 
 if TYPE_CHECKING:
@@ -126,22 +126,22 @@ def make_sampler(name: str, context: StrategyContext | None = None) -> "optuna.s
     """
     spec = get_strategy(name)
     context = check_context(spec, context if context is not None else StrategyContext())
+    where = f"strategy {spec.name!r}"
     try:
-        sampler = spec.make(context)
+        with plugin_code("its sampler factory", StrategyError, where):
+            try:
+                sampler = spec.make(context)
+            except ValueError as err:  # optuna rejects an argument (e.g. NSGA-II population < 2): the user's
+                raise StrategyError(str(err), where=where) from None
     except NascoreError as err:
         if isinstance(err, StrategyError) and err.where is not None:
             raise
-        raise err.located(f"strategy {spec.name!r}") from None
-    except ValueError as err:  # optuna rejects an argument (e.g. NSGA-II population < 2)
-        raise StrategyError(str(err), where=f"strategy {spec.name!r}") from None
-    except Exception as exc:  # noqa: BLE001 - a plugin's bug, named
-        raise StrategyError(f"its sampler factory raised {type(exc).__name__}: {str(exc)[:200]}",
-                            where=f"strategy {spec.name!r}") from None
+        raise err.located(where) from None
     import optuna
 
     if not isinstance(sampler, optuna.samplers.BaseSampler):
         raise StrategyError(f"its factory returned {type(sampler).__name__}, expected an optuna sampler",
-                            where=f"strategy {spec.name!r}")
+                            where=where)
     return sampler
 
 
