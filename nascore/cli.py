@@ -300,6 +300,50 @@ def _graph_source(path: str) -> tuple[str, dict[str, Any]]:
     return path, {}
 
 
+@main.group("supernet")
+def supernet_group() -> None:
+    """One-shot search: train a weight-sharing supernet once, then search it with --evaluator supernet."""
+
+
+@supernet_group.command("train")
+@click.argument("space", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder (resumable).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs (default 20).")
+@click.option("--sampling", type=click.Choice(["uniform", "fair"]), default="uniform", show_default=True,
+              help="Path sampling: uniform single-path, or fair (each option once per round, after FairNAS).")
+@click.option("--kernel-sharing", type=click.Choice(["slice", "separate"]), default="slice", show_default=True,
+              help="Kernel choices: centre slices of the largest kernel, or one weight per kernel size.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the path sequence.")
+@click.option("--data", help="Data set (default: the space's, else digits).")
+@click.option("--data-root", type=click.Path(), help="Where the data set lives.")
+@click.option("--data-param", "data_params", multiple=True, metavar="KEY=VALUE", help="Data set parameter.")
+@click.option("--set", "train_settings", multiple=True, metavar="KEY=VALUE",
+              help="Training setting (lr, batch_size, optimizer, label_smoothing, drop_path, amp, ...).")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto (without --workers).")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Data-parallel Ray Train workers (0: train in this process).")
+@click.option("--cpus-per-worker", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--address", help="Ray cluster to train on (e.g. auto or HOST:PORT); default: a Ray of this machine.")
+@click.option("--no-resume", is_flag=True, help="Start afresh even if OUT holds a checkpoint.")
+@_fail_cleanly
+def supernet_train_command(space, out, epochs, sampling, kernel_sharing, seed, data, data_root, data_params,
+                           train_settings, device, workers, cpus_per_worker, gpus_per_worker, address,
+                           no_resume) -> None:
+    """Train the supernet of SPACE (a search-space YAML) into OUT; run again to resume after a crash."""
+    from nascore.oneshot.training import train_supernet
+
+    params = _settings(data_params, "--data-param")
+    summary = train_supernet(space, out, data=data, data_root=data_root, data_params=params or None,
+                             epochs=epochs, train=_settings(train_settings, "--set"), sampling=sampling,
+                             kernel_sharing=kernel_sharing, seed=seed, resume=not no_resume, device=device,
+                             workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+                             address=address, progress=click.echo)
+    if "paths_val_acc" in summary:
+        click.echo(f"mean one-shot val_acc of the monitored paths {summary['paths_val_acc']:.4f}; next: nascore "
+                   f"search {space} --evaluator supernet --evaluator-option checkpoint={out}")
+
+
 @main.command("train")
 @click.argument("graph", type=click.Path(exists=False))
 @click.option("-o", "--out", type=click.Path(file_okay=False), help="Output folder (default: train-<graph name>).")
@@ -311,11 +355,15 @@ def _graph_source(path: str) -> tuple[str, dict[str, Any]]:
               help="Training setting (lr, batch_size, optimizer, weight_decay, label_smoothing, drop_path, ...).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--no-resume", is_flag=True, help="Start afresh even if OUT holds a checkpoint.")
+@click.option("--fine-tune", is_flag=True,
+              help="Start from the weights the run's trial ended with (a one-shot search's inherited weights) "
+                   "instead of from scratch.")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False), help="Export the trained model here.")
 @_fail_cleanly
-def train_command(graph, out, data, data_root, data_params, epochs, train_settings, device, no_resume,
+def train_command(graph, out, data, data_root, data_params, epochs, train_settings, device, no_resume, fine_tune,
                   export_dir) -> None:
-    """Train GRAPH (a graph YAML, or a run directory's best) from scratch at full budget; resumable."""
+    """Train GRAPH (a graph YAML, or a run directory's best) at full budget, from scratch or (--fine-tune) from
+    the run's weights; resumable."""
     from pathlib import Path
 
     from nascore.graph.core import Graph
@@ -323,12 +371,19 @@ def train_command(graph, out, data, data_root, data_params, epochs, train_settin
 
     graph_path, inherited = _graph_source(graph)
     name = Graph.load(graph_path).name
+    initial = None
+    if fine_tune:
+        initial = Path(graph_path).parent / "model.safetensors"
+        if "data" not in inherited or not initial.is_file():
+            raise NascoreError("--fine-tune needs a run directory whose best trial kept its weights "
+                               f"({initial} not found); expected a run of `nascore search`", where=graph)
     out = out or f"train-{name}"
     train = {**inherited.get("train", {}), **_settings(train_settings, "--set")}
     params = {**inherited.get("data_params", {}), **_settings(data_params, "--data-param")}
     metrics = train_graph(graph_path, out, data=data or inherited.get("data", "digits"),
                           data_root=data_root or inherited.get("data_root"), data_params=params, epochs=epochs,
-                          train=train, resume=not no_resume, device=device, progress=click.echo)
+                          train=train, resume=not no_resume, device=device, progress=click.echo,
+                          initial_weights=initial)
     click.echo(f"test_acc {metrics['test_acc']:.4f}, best val_acc {metrics['best_val_acc']:.4f}; "
                f"results in {Path(out).resolve()}")
     if export_dir:
