@@ -4,6 +4,11 @@ A node carries a block name and the parameters the user gave (defaults are fille
 short). An edge ``producer -> consumer`` has the consumer's input slot as its key and the producer's output name as
 data. Nodes of a ``repeat`` stage share a ``stage`` attribute, which depth scaling and saving use. Analysis
 (validation, shapes, params, MACs) is cached until the next mutation.
+
+This module holds the data. What is done with a graph lives in sibling modules as free functions taking a Graph
+(``analysis.analyse``, ``compile.build``, ``hashing.structural_hash``, ``scaling.scale``, ``document.load_graph``
+...); Graph's methods of the same names are one-line conveniences over them. Those modules import this one, so
+this one imports them once, at its end, after Graph is defined: the only place the circle is closed.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 import networkx as nx
 
 from nascore.errors import GraphError, NascoreError, suggest
+from nascore.io.yamlio import dump_yaml
 
 INPUT = "input"
 MAX_NODES = 10_000  # a bound on hostile documents (1000 x repeat: 1000); real networks have hundreds
@@ -207,19 +213,17 @@ class Graph:
         other._version, other._analysis, other._analysis_version = 0, None, -1
         return other
 
-    # analysis, building, hashing (their own modules) ---------------------------------------------------------------
+    # conveniences over the sibling modules (imported at the end of this module) ----------------------------------
 
     def analyse(self, input_shape: Iterable[int] | None = None):
         """Validate and infer every node's shapes, params and MACs without allocating weights (cached).
 
         Raises a NascoreError subclass naming the file and node on any problem.
         """
-        from nascore.graph.analysis import analyse
-
         if input_shape is not None and tuple(input_shape) != self.input_shape:
-            return analyse(self, tuple(input_shape))
+            return _analysis.analyse(self, tuple(input_shape))
         if self._analysis_version != self._version:
-            self._analysis = analyse(self, self.input_shape)
+            self._analysis = _analysis.analyse(self, self.input_shape)
             self._analysis_version = self._version
         return self._analysis
 
@@ -227,49 +231,35 @@ class Graph:
 
     def build(self, drop_path_rate: float | None = None):
         """Compile to an ordinary ``torch.nn.Module`` (a torch.fx GraphModule with straight-line forward code)."""
-        from nascore.graph.compile import build
-
-        return build(self, drop_path_rate=drop_path_rate)
+        return _compile.build(self, drop_path_rate=drop_path_rate)
 
     def structural_hash(self) -> str:
         """Same network (whatever the node names or insertion order) -> same hash."""
-        from nascore.graph.hashing import structural_hash
-
-        return structural_hash(self)
+        return _hashing.structural_hash(self)
 
     # documents -----------------------------------------------------------------------------------------------------
 
     @classmethod
     def load(cls, path: str | Path, validate: bool = True) -> "Graph":
         """Read a YAML graph; validates it unless ``validate=False``."""
-        from nascore.graph.document import load_graph
-
-        return load_graph(path, validate=validate)
+        return _document.load_graph(path, validate=validate)
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], source: str = "<dict>", validate: bool = True) -> "Graph":
-        from nascore.graph.document import graph_from_dict
-
-        graph = graph_from_dict(doc, source)
+        graph = _document.graph_from_dict(doc, source)
         if validate:
             graph.analyse()
         return graph
 
     def to_dict(self) -> dict[str, Any]:
-        from nascore.graph.document import graph_to_dict
-
-        return graph_to_dict(self)
+        return _document.graph_to_dict(self)
 
     def to_yaml(self) -> str:
-        from nascore.graph.document import dump_yaml
-
         return dump_yaml(self.to_dict())
 
     def save(self, path: str | Path) -> None:
         """Write YAML atomically (a temporary file, then rename)."""
-        from nascore.graph.document import save_graph
-
-        save_graph(self, path)
+        _document.save_graph(self, path)
 
     # mutation primitives (search uses them on copies) ---------------------------------------------------------------
 
@@ -348,9 +338,7 @@ class Graph:
         never below 90% of ``c * width``; each ``repeat`` stage of n nodes gets ``ceil(n * depth)``; the input side
         becomes ``resolution``.
         """
-        from nascore.graph.scaling import scale
-
-        return scale(self, width=width, depth=depth, resolution=resolution, divisor=divisor)
+        return _scaling.scale(self, width=width, depth=depth, resolution=resolution, divisor=divisor)
 
     def locate(self, err: NascoreError, node: str | None = None) -> NascoreError:
         """``err`` located at this graph's file and, when given, the node: how graph functions report errors."""
@@ -381,3 +369,8 @@ def check_name(name: Any, where: str, allow_stage: bool = False) -> str:
 def ceil_repeats(n: int, depth: float) -> int:
     """EfficientNet's depth rule: repeats rounded up."""
     return int(math.ceil(n * depth))
+
+
+# The stages, last: each imports this module for Graph, which exists by now (whichever module is imported first).
+from nascore.graph import analysis as _analysis, compile as _compile, document as _document  # noqa: E402
+from nascore.graph import hashing as _hashing, scaling as _scaling  # noqa: E402

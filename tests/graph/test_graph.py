@@ -184,3 +184,31 @@ def test_scale_rounds_like_efficientnet(tmp_path):
 
 def test_errors_are_nascore_errors(tmp_path):
     assert issubclass(ShapeError, NascoreError) and issubclass(DocumentError, NascoreError)
+
+
+def test_graph_modules_import_in_any_order_and_core_closes_the_circle_once():
+    """core.py holds the data; the stage modules import it, and it imports them once, at its end. Whichever module
+    is imported first, Graph's conveniences work; no method body imports lazily."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import nascore.graph.core as core
+
+    tree = ast.parse(Path(core.__file__).read_text())
+    late = [n.lineno for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) and n.col_offset > 0]
+    assert not late, f"imports inside functions of nascore/graph/core.py at lines {late}"
+    script = textwrap.dedent("""
+        import importlib, sys
+        for first in ["core", "analysis", "compile", "document", "hashing", "scaling", "render"]:
+            for name in [m for m in sys.modules if m.startswith("nascore.graph")]:
+                del sys.modules[name]
+            importlib.import_module(f"nascore.graph.{first}")
+            from nascore.graph.core import Graph
+            graph = Graph.from_dict({"input": [3, 8, 8], "nodes": [{"name": "gap", "block": "global_avg_pool"},
+                                                                      {"name": "fc", "block": "linear", "out": 2}]})
+            assert graph.scale(width=2.0).build() is not None and len(graph.structural_hash()) == 32, first
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
