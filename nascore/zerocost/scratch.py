@@ -1,0 +1,69 @@
+"""Score a model without changing it: run it on working copies of its tensors and put everything back.
+
+A proxy switches modes, turns weights to float64 or to their absolute values (synflow), lets batch norm update its
+running statistics and fills ``.grad``. :func:`scratch` swaps a private copy of every parameter and buffer into the
+model for the duration (the ``Parameter`` objects stay, so an optimiser holding them is unaffected), and restores
+the original tensors, gradients, ``requires_grad`` flags and every module's train/eval mode afterwards, also when the
+proxy raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+
+# Modules that are random in training mode; a proxy runs the rest of the network in training mode (batch statistics,
+# as the papers do) with these in eval mode, so a score is deterministic and a set function of the batch.
+STOCHASTIC: tuple[type[nn.Module], ...] = (nn.modules.dropout._DropoutNd, nn.RReLU)
+
+
+def _stochastic(module: nn.Module) -> bool:
+    from nascore.blocks.layers import DropPath
+
+    return isinstance(module, (*STOCHASTIC, DropPath))
+
+
+@contextmanager
+def scratch(model: nn.Module, *, train: bool, dtype: torch.dtype | None = None,
+            absolute: bool = False) -> Iterator[nn.Module]:
+    """``model`` with private copies of its parameters and buffers, every parameter requiring grad and no ``.grad``.
+
+    ``train``: training mode (batch statistics) with random modules (dropout, drop-path, RReLU) in eval mode, or eval
+    mode throughout. ``dtype``: floating tensors converted to it; ``absolute``: floating tensors replaced by their
+    absolute values (synflow's linearisation).
+    """
+    def work(t: torch.Tensor) -> torch.Tensor:
+        if not t.is_floating_point():
+            return t.clone()
+        t = t.detach().to(dtype) if dtype is not None else t.detach()
+        return t.abs() if absolute else t.clone()
+
+    modes = [(m, m.training) for m in model.modules()]
+    params = [(p, p.data, p.grad, p.requires_grad) for p in model.parameters()]
+    buffers = [(m, name, b) for m in model.modules() for name, b in m.named_buffers(recurse=False)]
+    try:
+        with torch.enable_grad():
+            for p, data, _, _ in params:
+                p.data = work(data)
+                p.grad = None
+                p.requires_grad_(True)
+            for m, name, b in buffers:
+                setattr(m, name, work(b))
+            model.train(train)
+            if train:
+                for m in model.modules():
+                    if _stochastic(m):
+                        m.eval()
+            yield model
+    finally:
+        for p, data, grad, requires in params:
+            p.data = data
+            p.grad = grad
+            p.requires_grad_(requires)
+        for m, name, b in buffers:
+            setattr(m, name, b)
+        for m, training in modes:
+            m.training = training
