@@ -18,5 +18,6 @@ NOT_RANKED = "Against params on nascore's ranking benchmark: not measured yet."
 
 @hookimpl
 def nascore_evaluators():
-    return [EvaluatorSpec(p.name, make(p.name), f"Zero-cost proxy, val_acc = its score. {p.doc} {NOT_RANKED}",
+    return [EvaluatorSpec(p.name, make(p.name), f"Zero-cost proxy, val_acc = its score. {p.doc}"
+                          + ("" if p.name == "params" else f" {NOT_RANKED}"),
                           options=OPTIONS if p.data else (), epochs=1) for p in PROXIES.values()]
