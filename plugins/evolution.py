@@ -12,6 +12,9 @@ Until ``population`` trials have completed, trials are random. The choice of par
 in ``before_trial`` and kept in the trial's system attributes (``nascore_plugins.evolution:*``), so a study resumed in
 another process, or a trial asked in one worker and sampled in another, continues the same lineage. The user
 attributes ``parent`` (trial number) and ``mutated`` (parameter name) are recorded for analysis.
+
+Everything goes through Optuna's public API but writing those attributes from inside a sampler hook, for which Optuna
+has none: :func:`_record` is the one place that reaches into its privates.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 _PREFIX = "nascore_plugins.evolution:"
 PARENT_KEY = _PREFIX + "parent"          # parent's trial number
-PARENT_ID_KEY = _PREFIX + "parent_id"    # parent's storage trial id (to fetch its parameters)
 MUTATED_KEY = _PREFIX + "mutated"        # name of the parameter to mutate
 _MAX_REDRAWS = 64
 
@@ -61,7 +63,7 @@ class RegularizedEvolutionSampler(BaseSampler):
         self._seed = seed
         self._rng = np.random.default_rng(seed)
         self._random = RandomSampler(seed=None if seed is None else seed + 1)
-        self._parents: dict[int, FrozenTrial] = {}  # child trial id -> parent trial (a cache of the storage)
+        self._parents: dict[tuple[str, int], FrozenTrial] = {}  # (study, child number) -> parent (storage cache)
 
     def __str__(self) -> str:
         return f"RegularizedEvolutionSampler(population={self.population}, sample_size={self.sample_size})"
@@ -88,7 +90,9 @@ class RegularizedEvolutionSampler(BaseSampler):
         return complete[-self.population:] if len(complete) >= self.population else []
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        self._raise_error_if_multi_objective(study)
+        if len(study.directions) > 1:
+            raise ValueError(f"{type(self).__name__} cannot serve a multi-objective study ({len(study.directions)} "
+                             "directions)")
         system_attrs = trial.system_attrs
         if PARENT_KEY in system_attrs or "fixed_params" in system_attrs:
             return  # decided already (resumed elsewhere), or an enqueued trial with its own parameters
@@ -105,19 +109,13 @@ class RegularizedEvolutionSampler(BaseSampler):
         if not mutable:
             return  # nothing to mutate: a random trial instead of a duplicate
         mutated = mutable[int(self._rng.integers(len(mutable)))]
-        storage = study._storage
-        storage.set_trial_system_attr(trial._trial_id, PARENT_KEY, parent.number)
-        storage.set_trial_system_attr(trial._trial_id, PARENT_ID_KEY, parent._trial_id)
-        storage.set_trial_system_attr(trial._trial_id, MUTATED_KEY, mutated)
-        storage.set_trial_user_attr(trial._trial_id, "parent", parent.number)
-        storage.set_trial_user_attr(trial._trial_id, "mutated", mutated)
-        trial.user_attrs["parent"] = parent.number  # the running Trial reads its user attrs from this object
-        trial.user_attrs["mutated"] = mutated
-        self._parents[trial._trial_id] = parent
+        _record(study, trial, system={PARENT_KEY: parent.number, MUTATED_KEY: mutated},
+                user={"parent": parent.number, "mutated": mutated})
+        self._parents[study.study_name, trial.number] = parent
 
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState,
                     values: Sequence[float] | None) -> None:
-        self._parents.pop(trial._trial_id, None)
+        self._parents.pop((study.study_name, trial.number), None)
 
     # -- variation ------------------------------------------------------------------------------------------------
 
@@ -127,10 +125,12 @@ class RegularizedEvolutionSampler(BaseSampler):
         mutated = system_attrs.get(MUTATED_KEY)
         if mutated is None:
             return self._random.sample_independent(study, trial, param_name, param_distribution)
-        parent = self._parents.get(trial._trial_id)
+        key = (study.study_name, trial.number)
+        parent = self._parents.get(key)
         if parent is None:  # another process asked this trial, or the sampler was re-created: use the storage
-            parent = study._storage.get_trial(system_attrs[PARENT_ID_KEY])
-            self._parents[trial._trial_id] = parent
+            number = system_attrs[PARENT_KEY]
+            parent = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+            self._parents[key] = parent
         if param_name not in parent.params:  # a branch the parent never took
             return self._random.sample_independent(study, trial, param_name, param_distribution)
         value = parent.params[param_name]
@@ -160,11 +160,35 @@ class RegularizedEvolutionSampler(BaseSampler):
         return new
 
 
+def _record(study: Study, trial: FrozenTrial, system: dict[str, Any], user: dict[str, Any]) -> None:
+    """Write system and user attributes of the running ``trial`` from inside a sampler hook.
+
+    Optuna gives samplers no public way to do this (its own GridSampler and CmaEsSampler write
+    ``study._storage.set_trial_system_attr(trial._trial_id, ...)``); this is the only place nascore does the same.
+    The running Trial reads its user attributes from the FrozenTrial the hook receives, so they are set there too.
+    ``test_evolution_records_attributes_through_optuna_privates`` (tests/nas/test_strategies.py) fails loudly when
+    Optuna changes any of it.
+    """
+    storage, trial_id = study._storage, trial._trial_id
+    for key, value in system.items():
+        storage.set_trial_system_attr(trial_id, key, value)
+    for key, value in user.items():
+        storage.set_trial_user_attr(trial_id, key, value)
+        trial.user_attrs[key] = value
+
+
 def _contains(dist: BaseDistribution, value: Any) -> bool:
+    """Whether ``value`` is one of ``dist``'s values: among its choices, or within its bounds and on its step."""
     try:
-        return bool(dist._contains(dist.to_internal_repr(value)))
+        internal = dist.to_internal_repr(value)   # a categorical raises for a value that is not a choice
     except (ValueError, TypeError):
         return False
+    if isinstance(dist, CategoricalDistribution):
+        return True
+    if not isinstance(dist, (IntDistribution, FloatDistribution)) or not dist.low <= internal <= dist.high:
+        return False
+    steps = None if dist.step is None else (internal - dist.low) / dist.step
+    return steps is None or abs(steps - round(steps)) < 1e-8
 
 
 def _other_on_grid(rng: np.random.Generator, low: float, high: float, step: float, value: float) -> float:
@@ -180,4 +204,4 @@ def _other_on_grid(rng: np.random.Generator, low: float, high: float, step: floa
     return min(float(result), float(high))
 
 
-__all__ = ["MUTATED_KEY", "PARENT_ID_KEY", "PARENT_KEY", "RegularizedEvolutionSampler"]
+__all__ = ["MUTATED_KEY", "PARENT_KEY", "RegularizedEvolutionSampler"]

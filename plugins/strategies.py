@@ -26,8 +26,8 @@ def _in_optimize_loop(study) -> bool:
     Optuna offers no public way to ask, so this reads one private attribute: ``Study._thread_local.in_optimize_loop``
     (set by ``optuna/study/_optimize.py``, read by ``Study.stop`` to refuse outside ``optimize``). This is the only
     place nascore reads it, on purpose without a default: should Optuna rename it, this raises AttributeError instead
-    of silently never stopping ``optimize``; ``test_in_optimize_loop_reads_optuna_private`` (tests/nas/test_book.py)
-    fails too.
+    of silently never stopping ``optimize``; ``test_in_optimize_loop_reads_optuna_private``
+    (tests/nas/test_strategies.py) fails too.
     """
     return bool(study._thread_local.in_optimize_loop)
 

@@ -217,6 +217,42 @@ def test_other_strategies_are_never_exhausted():
     assert not exhausted(sampler, run(sampler, finite_toy, 3))
 
 
+# -- grid under ask/tell: the Optuna private it reads (plugins/strategies.py) ------------------------------------------
+
+
+def test_in_optimize_loop_reads_optuna_private():
+    """Fails loudly when Optuna moves ``Study._thread_local.in_optimize_loop``: then the grid strategy would either
+    crash ask/tell searches or never stop ``study.optimize``."""
+    from nascore_plugins.strategies import _in_optimize_loop
+
+    study = optuna.create_study()
+    seen = []
+    study.optimize(lambda trial: seen.append(_in_optimize_loop(trial.study)) or 0.0, n_trials=2)
+    assert seen == [True, True]
+    assert _in_optimize_loop(study) is False
+    trial = study.ask()
+    assert _in_optimize_loop(study) is False
+    study.tell(trial, 0.0)
+
+
+def test_grid_under_ask_tell_survives_the_last_point_and_enqueued_trials():
+    """Why the private is read instead of catching Study.stop's RuntimeError: under ask/tell the stock after_trial
+    also runs, and reads the grid_id an enqueued trial (a retry) does not have."""
+    sampler = make_sampler("grid", StrategyContext(directions=["maximize"], grid={"x": [0, 1]}))
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    first = study.ask()
+    first.suggest_categorical("x", [0, 1])
+    study.enqueue_trial(first.params)
+    retry = study.ask()
+    retry.suggest_categorical("x", [0, 1])
+    study.tell(first, state=optuna.trial.TrialState.FAIL)
+    study.tell(retry, 1.0)                           # one grid point left, and an enqueued trial told: no KeyError
+    last = study.ask()
+    last.suggest_categorical("x", [0, 1])
+    study.tell(last, 0.0)                            # the last point: no RuntimeError from Study.stop
+    assert exhausted(study.sampler, study)
+
+
 # -- NSGA-II ---------------------------------------------------------------------------------------------------------
 
 
@@ -298,26 +334,56 @@ def test_evolution_tournament_picks_the_best_by_direction(direction):
         assert child.user_attrs["parent"] == pick(window, key=lambda t: t.value).number
 
 
-def test_evolution_lineage_survives_a_new_process(tmp_path):
-    """A trial asked by one process is sampled by another: the parent and mutation come from the storage."""
-    path = str(tmp_path / "journal.log")
-
-    def storage():
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
-
+def test_evolution_lineage_survives_a_new_sampler(tmp_path):
+    """A trial asked through one sampler is sampled by another (another process, or a re-created sampler): the
+    parent and the mutation come from the storage, not from the first sampler's memory or seed."""
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
     first = RegularizedEvolutionSampler(population=5, sample_size=2, seed=4)
-    study = optuna.create_study(study_name="s", storage=storage(), direction="maximize", sampler=first)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize", sampler=first)
     run(first, mixed_toy, 5, study=study)
     asked = study.ask()  # the parent and the mutation are decided here ...
     parent_number, mutated = asked.user_attrs["parent"], asked.user_attrs["mutated"]
 
-    second = RegularizedEvolutionSampler(population=5, sample_size=2, seed=99)  # ... and sampled elsewhere
-    resumed = optuna.load_study(study_name="s", storage=storage(), sampler=second)
-    trial = optuna.trial.Trial(resumed, asked._trial_id)
-    resumed.tell(trial, mixed_toy(trial))
+    study.sampler = RegularizedEvolutionSampler(population=5, sample_size=2, seed=99)  # ... and sampled elsewhere
+    study.tell(asked, mixed_toy(asked))
+    resumed = optuna.load_study(study_name="s", storage=storage)
     child = resumed.trials[-1]
     assert child.user_attrs == {"parent": parent_number, "mutated": mutated}
+    assert child.system_attrs[PARENT_KEY] == parent_number and child.system_attrs[MUTATED_KEY] == mutated
     assert _differences(child, resumed.trials[parent_number]) == {mutated}
+
+
+@pytest.mark.parametrize("journal", [False, True])
+def test_evolution_records_attributes_through_optuna_privates(tmp_path, journal):
+    """The one place the evolution sampler reaches into Optuna (``_record``: ``study._storage``, ``trial._trial_id``
+    and the FrozenTrial a hook receives being the running Trial's): fails loudly when Optuna changes any of it."""
+    from nascore_plugins.evolution import _record
+
+    class Recording(optuna.samplers.RandomSampler):
+        def before_trial(self, study, trial):
+            _record(study, trial, system={"nascore:k": trial.number}, user={"u": [trial.number]})
+
+    storage = (optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
+               if journal else None)
+    study = optuna.create_study(storage=storage, sampler=Recording())
+    trial = study.ask()
+    assert trial.user_attrs == {"u": [0]}                      # seen by the running trial at once
+    assert study.get_trials(deepcopy=False)[0].system_attrs["nascore:k"] == 0   # and by the storage
+    study.tell(trial, 1.0)
+    done = study.trials[0]
+    assert done.user_attrs == {"u": [0]} and done.system_attrs["nascore:k"] == 0
+
+
+def test_evolution_keeps_parent_values_only_where_the_distribution_takes_them():
+    from nascore_plugins.evolution import _contains
+
+    assert _contains(CategoricalDistribution(["a", "b"]), "b") and not _contains(CategoricalDistribution(["a"]), "b")
+    assert _contains(IntDistribution(2, 10, step=2), 6) and not _contains(IntDistribution(2, 10, step=2), 5)
+    assert not _contains(IntDistribution(2, 10), 11) and _contains(IntDistribution(1, 64, log=True), 64)
+    assert _contains(FloatDistribution(0.0, 1.0, step=0.25), 0.75)
+    assert not _contains(FloatDistribution(0.0, 1.0, step=0.25), 0.7)
+    assert _contains(FloatDistribution(1e-4, 1e-1, log=True), 1e-2) and not _contains(FloatDistribution(0, 1), 2.0)
+    assert not _contains(FloatDistribution(0.0, 1.0), "x")
 
 
 def test_evolution_beats_random_search():
