@@ -597,7 +597,7 @@ def _darts_compose(values, nodes: int) -> str:
 
 NB201_GENOTYPE = GenotypeSpec(
     name="nb201", ops=NB201_OPS, decisions=_nb201_decisions, compose=_nb201_compose, parse=parse_nb201,
-    format=format_nb201, canonical=nb201_canonical_genotype,
+    format=format_nb201, canonical=nb201_canonical_genotype, shared_weights=True,   # NB201Cell.layers[edge]
     doc="NAS-Bench-201 cell (nb201_cell): one op per edge of the 4-node DAG, six decisions.",
 )
 

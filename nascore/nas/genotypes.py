@@ -44,6 +44,8 @@ class GenotypeSpec:
     writer (``format(parse(s))`` is the standard spelling of ``s``); ``canonical(str)``: one representative of
     every class of genotypes that compute the same function (None: only the spelling is normalised).
     ``options``: what else the expression takes (DARTS' ``nodes``), typed and ranged like block parameters.
+    ``shared_weights``: the cell's module names each tensor by the position of its edge whatever the genotype, so a
+    one-shot supernet keeps one tensor per (edge, operation) and serves every genotype (else it refuses the choice).
     """
 
     name: str
@@ -57,6 +59,7 @@ class GenotypeSpec:
     options: tuple[Param, ...] = ()
     doc: str = ""
     aliases: tuple[str, ...] = ()
+    shared_weights: bool = False
 
     def __post_init__(self) -> None:
         # A malformed spec raises here, inside the plugin's hook: the registry reports the plugin by name.

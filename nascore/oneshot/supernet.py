@@ -75,10 +75,10 @@ class Supernet(nn.Module):
                                 where="kernel_sharing")
         self.space = space
         self.kernel_sharing = kernel_sharing
+        self._genotype_params = _refuse_unshareable(space)   # (block, parameter) of shareable genotype choices
         self.cover_limit = cover_limit
         self.drop_path_rate = 0.0   # the largest drop-path rate in training (timm's linear rule along the path)
-        _refuse_unshareable(space)
-        self._slots: dict[tuple[BankKey, str], str] = {}   # (key, tensor name) -> attribute holding the bank tensor
+        self._slots: dict[tuple[Any, ...], str] = {}   # (key, tensor name[, op]) -> attribute holding the bank tensor
         self._modules_cache: dict[tuple[Any, ...], nn.Module] = {}
         self._init_bank(covering_paths(space, cover_limit))
 
@@ -87,24 +87,40 @@ class Supernet(nn.Module):
     def bank_key(self, graph: Graph, name: str, info: Any) -> BankKey:
         structural = tuple(sorted(
             (k, _frozen(v)) for k, v in info.params.items()
-            if not _elastic_value(v) or (k == "kernel" and self.kernel_sharing == "separate")))
+            if (not _elastic_value(v) or (k == "kernel" and self.kernel_sharing == "separate"))
+            and (info.block, k) not in self._genotype_params))
         return BankKey(name, info.block, structural)
+
+    def _slot(self, key: BankKey, info: Any, tname: str, module: nn.Module) -> tuple[Any, ...]:
+        """Where tensor ``tname`` of a node lives in the bank. In a cell whose genotype is chosen, the tensor at
+        an edge belongs to that edge's operation: the classes along its path (and, with separate kernels, the
+        kernel size) tell one operation's tensors from another's at the same position."""
+        if not any((info.block, k) in self._genotype_params for k in info.params):
+            return (key, tname)
+        path, sig = "", []
+        for part in tname.split(".")[:-1]:
+            path = f"{path}.{part}" if path else part
+            sub = module.get_submodule(path)
+            kernel = getattr(sub, "kernel_size", None)
+            sig.append(type(sub).__name__ + (f"{kernel}" if kernel and self.kernel_sharing == "separate" else ""))
+        return (key, tname, "/".join(sig))
 
     def _init_bank(self, points: Iterable[tuple[Graph, dict[str, Any]]]) -> None:
         """Build each covering point for real once; keep, per bank tensor, the largest shape seen and the
         initialised values of the largest instance (copied into the bank at its place)."""
-        largest: dict[tuple[BankKey, str], torch.Tensor] = {}
-        shapes: dict[tuple[BankKey, str], list[int]] = {}
-        is_param: dict[tuple[BankKey, str], bool] = {}
+        largest: dict[tuple[Any, ...], torch.Tensor] = {}
+        shapes: dict[tuple[Any, ...], list[int]] = {}
+        is_param: dict[tuple[Any, ...], bool] = {}
         torch.manual_seed(0)
         for graph, _ in points:
             analysis = graph.analyse()
             model = graph.build()
             for name in analysis.order:
-                key = self.bank_key(graph, name, analysis.nodes[name])
+                info = analysis.nodes[name]
+                key = self.bank_key(graph, name, info)
                 node_module = model.get_submodule(name)
                 for tname, tensor, param in _tensors(node_module):
-                    slot = (key, tname)
+                    slot = self._slot(key, info, tname, node_module)
                     old = shapes.get(slot)
                     if old is not None and len(old) != tensor.dim():
                         raise SupernetError(f"tensor {tname!r} has {tensor.dim()} dimensions in one point and "
@@ -126,8 +142,8 @@ class Supernet(nn.Module):
 
     def layout(self) -> list[dict[str, Any]]:
         """Every bank tensor: where it belongs and its shape (stored beside checkpoints, checked on load)."""
-        return [{"node": str(key), "tensor": tname, "attr": attr, "shape": list(getattr(self, attr).shape)}
-                for (key, tname), attr in self._slots.items()]
+        return [{"node": str(slot[0]), "tensor": slot[1] + (f" ({slot[2]})" if len(slot) > 2 else ""), "attr": attr,
+                 "shape": list(getattr(self, attr).shape)} for slot, attr in self._slots.items()]
 
     # running a point -----------------------------------------------------------------------------------------------
 
@@ -144,7 +160,7 @@ class Supernet(nn.Module):
         key = self.bank_key(graph, name, info)
         tensors = {}
         for tname, meta, _ in _tensors(module):
-            attr = self._slots.get((key, tname))
+            attr = self._slots.get(self._slot(key, info, tname, module))
             bank = getattr(self, attr) if attr is not None else None
             if bank is None or bank.dim() != meta.dim() or any(w > f for w, f in zip(meta.shape, bank.shape)):
                 have = "no such tensor" if bank is None else f"shape {list(bank.shape)}"
@@ -199,15 +215,27 @@ def _tensors(module: nn.Module):
         yield name, b, False
 
 
-def _refuse_unshareable(space: Any) -> None:
-    """Choices whose options cannot be served by shared weights, named before anything is built."""
+def _refuse_unshareable(space: Any) -> set[tuple[str, str]]:
+    """Choices whose options cannot be served by shared weights, named before anything is built; returns the
+    (block, parameter) pairs of the genotype choices that can (their cells name tensors by edge)."""
     from nascore.nas.space import Genotype
 
+    shareable: set[tuple[str, str]] = set()
+    for template in space.nodes:
+        blocks = {template.block: template.params} if template.block else \
+            {b: {**template.params, **own} for b, own in template.options.items()}
+        for block, params in blocks.items():
+            for param, expr in params.items():
+                if isinstance(expr, Genotype) and expr.spec.shared_weights:
+                    shareable.add((block, param))
     for name, expr in space.choices():
-        if isinstance(expr, Genotype):
-            raise SupernetError(f"a cell genotype choice ({expr.describe()}) is not supported by the one-shot "
-                                "supernet yet: every genotype would need weights of its own; fix the genotype "
-                                "or search this space with the training evaluator", where=f"choice {name!r}")
+        if isinstance(expr, Genotype) and not expr.spec.shared_weights:
+            raise SupernetError(f"a {expr.kind} cell genotype choice ({expr.describe()}) is not supported by the "
+                                "one-shot supernet: its cell does not name its tensors by edge "
+                                "(GenotypeSpec.shared_weights), so every genotype would need weights of its own; fix "
+                                "the genotype or search this space with the training evaluator",
+                                where=f"choice {name!r}")
+    return shareable
 
 
 __all__ = ["Supernet", "BankKey", "slice_to", "KERNEL_SHARING"]

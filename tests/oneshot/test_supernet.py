@@ -94,10 +94,36 @@ def test_kernel_sharing_separate_keeps_one_weight_per_kernel(space):
         Supernet(space, kernel_sharing="centre")
 
 
-def test_a_genotype_choice_is_refused_naming_it():
-    space = SearchSpace.load(SPACES / "nb201.yaml")
-    with pytest.raises(SupernetError, match=r"choice '[^']*'.*genotype"):
+def test_a_genotype_choice_whose_cell_cannot_share_is_refused_naming_it():
+    space = SearchSpace.load(SPACES / "darts.yaml")
+    with pytest.raises(SupernetError, match=r"choice 'normal': a darts cell genotype choice.*shared_weights"):
         Supernet(space)
+
+
+def test_nb201_edges_hold_one_tensor_per_operation():
+    """Every NAS-Bench-201 genotype runs exactly as its extracted subnet; two genotypes with the same operation on
+    an edge share its tensor, different operations on that edge do not (kernel_sharing='separate')."""
+    space = SearchSpace.load(SPACES / "nb201.yaml")
+    supernet = Supernet(space, kernel_sharing="separate").eval()
+    x = torch.randn(2, 1, 8, 8)
+    for graph, _ in _paths(space, 4):
+        torch.testing.assert_close(supernet.subnet(graph).eval()(x), supernet(x, graph), rtol=0, atol=0)
+    ops = ["nor_conv_3x3", "nor_conv_1x1", "skip_connect", "avg_pool_3x3", "none", "nor_conv_3x3"]
+
+    def cell(first):
+        return space.fixed({f"cell/{e}": op for e, op in zip(
+            ["edge_0_1", "edge_0_2", "edge_1_2", "edge_0_3", "edge_1_3", "edge_2_3"], [first, *ops[1:]])})
+    a, b, c = supernet.extract(cell("nor_conv_3x3")), supernet.extract(cell("nor_conv_3x3")), \
+        supernet.extract(cell("nor_conv_1x1"))
+    key = "cell1.layers.0.op.1.weight"
+    assert torch.equal(a[key], b[key]) and a[key].shape[-1] == 3 and c[key].shape[-1] == 1
+    supernet.train()
+    with torch.no_grad():
+        for p in supernet.parameters():
+            p.add_(0.0)
+    bank = {e["tensor"] for e in supernet.layout() if e["node"].startswith("cell1")}
+    assert any("layers.0.op.1.weight" in t and "(3, 3)" in t for t in bank)
+    assert any("layers.0.op.1.weight" in t and "(1, 1)" in t for t in bank)
 
 
 def test_paths_are_deterministic_and_fair(space):

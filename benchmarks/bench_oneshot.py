@@ -1,0 +1,185 @@
+"""One-shot search against stand-alone training on the mbconv space (digits): ranking quality and wall time.
+
+    .venv/bin/python -m benchmarks.bench_oneshot                 # writes benchmarks/results/oneshot_mbconv.json
+
+1. Ranking. The supernet of ``search_spaces/mbconv.yaml`` is trained once per kernel-sharing mode (``slice``: a
+   3x3 kernel is the centre of the shared 5x5; ``separate``: one weight per kernel size), then scores the
+   stand-alone benchmark's architectures (``benchmarks/results/standalone_mbconv.json``, made by
+   ``benchmarks.bench_standalone``) as a search would: inherited weights, batch norm recalibrated on 8 training
+   batches, validation accuracy. Kendall tau and Spearman rho against the stand-alone accuracies (the mean of two
+   seeds, and the search-trial seed's alone), beside the ceiling (two stand-alone seeds against each other) and
+   the ``params`` baseline.
+2. Search. A one-shot search of ``--candidates`` candidates (evolution) over the better supernet; its wall time
+   plus the supernet's training time is the one-shot cost. A multi-trial search (evolution, the stand-alone
+   budget per trial) then runs for the same wall time (stopped by SIGTERM, which a search takes as Ctrl-C: the run
+   is kept). Each method's best architecture is trained stand-alone with the benchmark's budget and seeds.
+
+Everything runs on the CPU (one thread per process, two workers per search), so figures are this machine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE = ROOT / "search_spaces" / "mbconv.yaml"
+OUT = ROOT / "benchmarks" / "results" / "oneshot_mbconv.json"
+NASCORE = str(Path(sys.executable).parent / "nascore")
+
+
+def score_architectures(folder: Path, archs: list[dict[str, Any]], batches: int = 8) -> dict[str, float]:
+    """``{hash: one-shot val_acc}`` of the stand-alone architectures, scored by the supernet in ``folder``."""
+    import torch
+
+    from nascore.graph.document import graph_from_dict
+    from nascore.oneshot.training import load_supernet, score_path
+    from nascore.training.data import load_dataset
+    from nascore.training.trainer import TrainConfig, Trainer
+
+    supernet, info = load_supernet(folder)
+    splits = load_dataset("digits")
+    graphs = [graph_from_dict(a["graph"], f"architecture {a['index']}") for a in archs]
+    trainer = Trainer(supernet.subnet(graphs[0]), splits, TrainConfig(batch_size=32, device="cpu"))
+    torch.manual_seed(0)
+    return {a["hash"]: score_path(supernet, g, trainer, batches) for a, g in zip(archs, graphs)}
+
+
+def train_supernet_timed(out: Path, epochs: int, sharing: str) -> dict[str, Any]:
+    from nascore.oneshot.training import train_supernet
+
+    t0 = time.perf_counter()
+    summary = train_supernet(SPACE, out, epochs=epochs, kernel_sharing=sharing, device="cpu",
+                             train={"threads": 2}, resume=False, progress=print)
+    return {"kernel_sharing": sharing, "epochs": epochs, "wall_s": time.perf_counter() - t0,
+            "paths_val_acc": summary.get("paths_val_acc"), "reference_val_acc": summary.get("reference_val_acc")}
+
+
+def _search_command(runs: Path, trials: int, evaluator: str, extra: list[str]) -> list[str]:
+    return [NASCORE, "search", str(SPACE), "--runs", str(runs), "--trials", str(trials), "--workers", "2",
+            "--strategy", "evolution", "--evaluator", evaluator, "--pruner", "none", *extra]
+
+
+def run_search(cmd: list[str], limit_s: float | None) -> tuple[Path, float]:
+    """Run a search in its own process (stopped with SIGTERM after ``limit_s``); its run directory and wall time."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        proc.wait(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    wall = time.perf_counter() - t0
+    text = proc.stdout.read()
+    runs = [line.split("run directory:", 1)[1].strip() for line in text.splitlines() if "run directory:" in line]
+    if not runs:
+        runs_root = Path(cmd[cmd.index("--runs") + 1])
+        found = sorted(runs_root.iterdir())
+        if not found:
+            raise RuntimeError(f"search made no run directory:\n{text[-3000:]}")
+        runs = [str(found[-1])]
+    return Path(runs[-1]), wall
+
+
+def best_of(run: Path) -> dict[str, Any]:
+    from nascore.nas.rundir import RunDir
+
+    summary = RunDir.open(run).summary()
+    best = summary["best"][0]
+    return {"trial": best["trial"], "val_acc_in_search": best["values"][0], "graph": best["graph"],
+            "counts": summary["counts"]}
+
+
+def standalone(graph_path: str, seeds: tuple[int, ...] = (0, 1000)) -> dict[str, Any]:
+    """The benchmark's stand-alone budget for one graph, with the benchmark's two seeds."""
+    from benchmarks.bench_standalone import DEFAULT_EPOCHS, train_config, train_one
+    from nascore.graph.core import Graph
+    from nascore.nas.space import SearchSpace
+    from nascore.training.data import load_dataset
+
+    space = SearchSpace.load(SPACE)
+    splits = load_dataset("digits")
+    graph = Graph.load(graph_path)
+    runs = [train_one(graph, splits, train_config(space, DEFAULT_EPOCHS, seed)) for seed in seeds]
+    return {"hash": graph.structural_hash(), "params": graph.analyse().params,
+            "val_acc_mean": statistics.fmean(r["val_acc"] for r in runs),
+            "test_acc_mean": statistics.fmean(r["test_acc"] for r in runs), "runs": runs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=30, help="supernet training epochs")
+    parser.add_argument("--candidates", type=int, default=500, help="one-shot search candidates")
+    parser.add_argument("--sharing", default="slice,separate", help="kernel-sharing modes to compare")
+    parser.add_argument("--no-search", action="store_true", help="ranking only")
+    args = parser.parse_args(argv)
+
+    from benchmarks.bench_standalone import load_standalone, rank_correlations
+
+    archs = load_standalone()
+    truth_mean = {a["hash"]: a.get("val_acc_mean", a["val_acc"]) for a in archs}
+    truth_seed = {a["hash"]: a["val_acc"] for a in archs}
+    params = {a["hash"]: float(a["params"]) for a in archs}
+    ceiling = rank_correlations(truth_seed, {a["hash"]: a["repeats"][0]["val_acc"] for a in archs}) \
+        if archs[0].get("repeats") else None
+    result: dict[str, Any] = {
+        "command": " ".join([".venv/bin/python -m benchmarks.bench_oneshot", *map(shlex.quote, argv or
+                                                                                  sys.argv[1:])]),
+        "standalone": {"n": len(archs), "spread": max(truth_seed.values()) - min(truth_seed.values()),
+                       "seed_agreement": ceiling},
+        "params_baseline": {"vs_mean": rank_correlations(params, truth_mean),
+                            "vs_seed": rank_correlations(params, truth_seed)},
+        "ranking": [], "machine": f"{os.cpu_count()} cores, torch CPU"}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for sharing in args.sharing.split(","):
+            folder = tmp / f"supernet_{sharing}"
+            row = train_supernet_timed(folder, args.epochs, sharing)
+            t0 = time.perf_counter()
+            scores = score_architectures(folder, archs)
+            row["scoring_s_per_arch"] = (time.perf_counter() - t0) / len(archs)
+            row["vs_mean"] = rank_correlations(scores, truth_mean)
+            row["vs_seed"] = rank_correlations(scores, truth_seed)
+            row["scores"] = scores
+            result["ranking"].append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "scores"}, indent=1))
+        best_row = max(result["ranking"], key=lambda r: r["vs_mean"]["kendall_tau"])
+        if not args.no_search:
+            folder = tmp / f"supernet_{best_row['kernel_sharing']}"
+            run, oneshot_wall = run_search(_search_command(
+                tmp / "runs_oneshot", args.candidates, "supernet", ["--evaluator-option", f"checkpoint={folder}"]),
+                None)
+            oneshot = {"kernel_sharing": best_row["kernel_sharing"], "supernet_train_s": best_row["wall_s"],
+                       "search_s": oneshot_wall, "total_s": best_row["wall_s"] + oneshot_wall,
+                       "candidates": args.candidates, **best_of(run)}
+            oneshot["best_standalone"] = standalone(oneshot.pop("graph"))
+            print(json.dumps(oneshot, indent=1, default=str))
+            from benchmarks.bench_standalone import DEFAULT_EPOCHS
+
+            run, multi_wall = run_search(_search_command(tmp / "runs_multi", 100000, "train",
+                                                         ["--epochs", str(DEFAULT_EPOCHS)]), oneshot["total_s"])
+            multi = {"search_s": multi_wall, "epochs_per_trial": DEFAULT_EPOCHS, **best_of(run)}
+            multi["best_standalone"] = standalone(multi.pop("graph"))
+            print(json.dumps(multi, indent=1, default=str))
+            result["search"] = {"oneshot": oneshot, "multi_trial_same_wall": multi,
+                                "best_gap_points": 100 * (oneshot["best_standalone"]["val_acc_mean"]
+                                                          - multi["best_standalone"]["val_acc_mean"])}
+    from nascore.io.atomic import atomic_write_text
+
+    atomic_write_text(OUT, json.dumps(result, indent=1, default=str) + "\n")
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
