@@ -38,20 +38,22 @@ def is_number(value: Any) -> bool:
     """An int or float that is not a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
-# Value types a parameter can have. "pair" is an int or [int, int] (kernel 3 or [1, 7]); "ints" a list of ints.
+# Value types a parameter can have. "pair" is an int or [int, int] (kernel 3 or [1, 7]); "ints" a list of ints;
+# "mapping" string keys to values (settings handed on as a whole, e.g. a strategy's options).
 _TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str", "pair": "int or [int, int]",
-               "ints": "list of ints", "strs": "list of strings"}
+               "ints": "list of ints", "strs": "list of strings", "mapping": "mapping of names to values"}
 
 
 @dataclass(frozen=True, slots=True)
 class Param:
     """One typed block parameter.
 
-    ``channels=True`` marks a channel count that width scaling multiplies (EfficientNet rounding applies).
+    ``choices`` and ``low``/``high`` apply to each item of a list type. ``channels=True`` marks a channel count that
+    width scaling multiplies (EfficientNet rounding applies).
     """
 
     name: str
-    type: Any  # int | float | bool | str | "pair" | "ints" | "strs"
+    type: Any  # int | float | bool | str | "pair" | "ints" | "strs" | "mapping"
     default: Any = REQUIRED
     doc: str = ""
     low: float | None = None
@@ -108,14 +110,20 @@ class Param:
         elif t == "strs":
             ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
             value = tuple(value) if ok else value
+        elif t == "mapping":
+            ok = isinstance(value, Mapping) and all(isinstance(k, str) for k in value)
+            value = dict(value) if ok else value
         if ok and t is float and not math.isfinite(value):
             ok = False
         if not ok:
             raise ParamError(f"got {reprlib.repr(value)} ({type(value).__name__}), expected {self.describe()}",
                              where=f"parameter {self.name!r}")
-        if self.choices is not None and value not in self.choices:
-            raise ParamError(f"got {reprlib.repr(value)}, expected one of {list(self.choices)}",
-                             where=f"parameter {self.name!r}")
+        items = value if t in ("ints", "strs") else (value,)
+        for v in items:
+            if self.choices is not None and v not in self.choices:
+                hint = suggest(v, map(str, self.choices)) if isinstance(v, str) else ""
+                raise ParamError(f"got {reprlib.repr(v)}, expected one of {list(self.choices)}{hint}",
+                                 where=f"parameter {self.name!r}")
         for v in (value if isinstance(value, tuple) else (value,)):
             if is_number(v):
                 if (self.low is not None and v < self.low) or (self.high is not None and v > self.high):
