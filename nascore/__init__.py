@@ -26,6 +26,10 @@ def __getattr__(name: str):
         from nascore.training.retrain import train_graph
 
         return train_graph
+    if name == "train_supernet":
+        from nascore.oneshot.training import train_supernet
+
+        return train_supernet
     if name == "SearchSpace":
         from nascore.nas.space import SearchSpace
 
@@ -34,5 +38,6 @@ def __getattr__(name: str):
 
 __all__ = [
     "Graph", "Ref", "LIST", "MANY", "ONE", "SEVERAL", "Arity", "BlockSpec", "Inference", "NascoreError", "Param",
-    "hookimpl", "__version__", "search", "export", "load_model", "train", "SearchSpace",
+    "hookimpl", "__version__", "search", "export", "load_model", "train", "train_supernet",
+    "SearchSpace",
 ]
