@@ -14,7 +14,8 @@
    budget per trial) then runs for the same wall time (stopped by SIGTERM, which a search takes as Ctrl-C: the run
    is kept). Each method's best architecture is trained stand-alone with the benchmark's budget and seeds.
 
-Everything runs on the CPU (one thread per process, two workers per search), so figures are this machine's.
+Everything runs on the CPU (one thread per process, two workers per search), so figures are this machine's. Run it
+in a checkout nobody edits meanwhile (a clone): the searches import the plugins from the working tree.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "search_spaces" / "mbconv.yaml"
 OUT = ROOT / "benchmarks" / "results" / "oneshot_mbconv.json"
-NASCORE = str(Path(sys.executable).parent / "nascore")
+NASCORE = [sys.executable, "-c", "from nascore.cli import main; main()"]   # this interpreter, this checkout
 
 
 def score_architectures(folder: Path, archs: list[dict[str, Any]], batches: int = 8) -> dict[str, float]:
@@ -66,7 +67,7 @@ def train_supernet_timed(out: Path, epochs: int, sharing: str) -> dict[str, Any]
 
 
 def _search_command(runs: Path, trials: int, evaluator: str, extra: list[str]) -> list[str]:
-    return [NASCORE, "search", str(SPACE), "--runs", str(runs), "--trials", str(trials), "--workers", "2",
+    return [*NASCORE, "search", str(SPACE), "--runs", str(runs), "--trials", str(trials), "--workers", "2",
             "--strategy", "evolution", "--evaluator", evaluator, "--pruner", "none", *extra]
 
 
