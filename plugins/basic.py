@@ -15,6 +15,7 @@ from nascore.blocks.tally import Tally, infer_with, same_shapes, same_spatial
 from nascore.errors import ShapeError
 from nascore.blocks.layers import (
     ConvNormAct,
+    Norm,
     SqueezeExcite,
     act_params,
     channel_shuffle,
@@ -26,14 +27,15 @@ from nascore.blocks.layers import (
 # -- convolutions ---------------------------------------------------------------------------------------------------
 
 
-def _conv(in_channels, out, kernel, stride, padding, dilation, groups, norm, act, bias):
-    return ConvNormAct(in_channels, out, kernel, stride, padding, dilation, groups, norm, act, bias)
+def _conv(in_channels, out, kernel, stride, padding, dilation, groups, norm, act, bias, norm_eps, norm_momentum):
+    return ConvNormAct(in_channels, out, kernel, stride, padding, dilation, groups,
+                       Norm(norm, norm_eps, norm_momentum), act, bias)
 
 
-def _conv_infer(in_shapes, out, kernel, stride, padding, dilation, groups, norm, act, bias):
+def _conv_infer(in_shapes, out, kernel, stride, padding, dilation, groups, norm, act, bias, norm_eps, norm_momentum):
     t = Tally()
-    return t.result(out=ConvNormAct.tally(t, in_shapes[0], out, kernel, stride, padding, dilation, groups, norm, act,
-                                          bias))
+    return t.result(out=ConvNormAct.tally(t, in_shapes[0], out, kernel, stride, padding, dilation, groups,
+                                          Norm(norm, norm_eps, norm_momentum), act, bias))
 
 
 CONV = BlockSpec(
@@ -43,25 +45,26 @@ CONV = BlockSpec(
             Param("dilation", int, 1, "dilation rate", low=1, high=64),
             Param("groups", int, 1, "convolution groups (channels must divide)", low=1, high=1 << 16),
             common.norm(), common.act(),
-            Param("bias", bool, None, "convolution bias (default: only without a norm)")),
+            Param("bias", bool, None, "convolution bias (default: only without a norm)"), *common.norm_settings()),
     doc="Convolution, normalisation, activation: the unit every block is made of.",
     paper="Batch Normalization (Ioffe & Szegedy 2015); NIN for 1x1 convolutions (Lin et al. 2014)",
 )
 
 
-def _dilated(in_channels, out, kernel, rate, stride, norm, act):
-    return ConvNormAct(in_channels, out, kernel, stride, None, rate, 1, norm, act)
+def _dilated(in_channels, out, kernel, rate, stride, norm, act, norm_eps, norm_momentum):
+    return ConvNormAct(in_channels, out, kernel, stride, None, rate, 1, Norm(norm, norm_eps, norm_momentum), act)
 
 
-def _dilated_infer(in_shapes, out, kernel, rate, stride, norm, act):
+def _dilated_infer(in_shapes, out, kernel, rate, stride, norm, act, norm_eps, norm_momentum):
     t = Tally()
-    return t.result(out=ConvNormAct.tally(t, in_shapes[0], out, kernel, stride, None, rate, 1, norm, act))
+    return t.result(out=ConvNormAct.tally(t, in_shapes[0], out, kernel, stride, None, rate, 1,
+                                          Norm(norm, norm_eps, norm_momentum), act))
 
 
 DILATED = BlockSpec(
     name="dilated_conv", aliases=("atrous_conv",), module=_dilated, infer=_dilated_infer,
     params=(common.out(), common.kernel(3), Param("rate", int, 2, "dilation (atrous) rate", low=1, high=64),
-            common.stride(), common.norm(), common.act()),
+            common.stride(), common.norm(), common.act(), *common.norm_settings()),
     doc="Dilated (atrous) convolution: a larger receptive field for the same parameters.",
     paper="Multi-Scale Context Aggregation by Dilated Convolutions (Yu & Koltun 2016)",
 )
@@ -70,8 +73,9 @@ DILATED = BlockSpec(
 class DepthwiseSeparable(nn.Module):
     """Depthwise kxk per channel, optional SE, then pointwise 1x1 (MobileNetV1 / Xception)."""
 
-    def __init__(self, in_channels, out, kernel, stride, norm, act, se_ratio, pw_act):
+    def __init__(self, in_channels, out, kernel, stride, norm, act, se_ratio, pw_act, norm_eps, norm_momentum):
         super().__init__()
+        norm = Norm(norm, norm_eps, norm_momentum)
         self.dw = ConvNormAct(in_channels, in_channels, kernel, stride, groups=in_channels, norm=norm, act=act)
         rd = max(1, int(in_channels * se_ratio))
         self.se = SqueezeExcite(in_channels, rd, act) if se_ratio > 0 else nn.Identity()
@@ -81,7 +85,8 @@ class DepthwiseSeparable(nn.Module):
         return self.pw(self.se(self.dw(x)))
 
     @staticmethod
-    def tally(t, shape, out, kernel, stride, norm, act, se_ratio, pw_act):
+    def tally(t, shape, out, kernel, stride, norm, act, se_ratio, pw_act, norm_eps, norm_momentum):
+        norm = Norm(norm, norm_eps, norm_momentum)
         c = shape[0]
         shape = ConvNormAct.tally(t, shape, c, kernel, stride, groups=c, norm=norm, act=act)
         if se_ratio > 0:
@@ -96,20 +101,21 @@ SEPARABLE = BlockSpec(
     infer=infer_with(DepthwiseSeparable),
     params=(common.out(), common.kernel(3), common.stride(), common.norm(), common.act(),
             common.se_ratio(0.0, "squeeze-excitation ratio of the input channels (0 disables SE)"),
-            Param("pw_act", bool, True, "activation after the pointwise conv (MobileNetV1: yes, EfficientNet: no)")),
+            Param("pw_act", bool, True, "activation after the pointwise conv (MobileNetV1: yes, EfficientNet: no)"),
+            *common.norm_settings()),
     doc="Depthwise separable convolution: depthwise kxk then pointwise 1x1, ~1/N + 1/k^2 of a full conv.",
     paper="MobileNets (Howard et al. 2017); Xception (Chollet 2017)",
 )
 
 
 class NormAct(nn.Sequential):
-    def __init__(self, in_channels, norm, act):
+    def __init__(self, in_channels, norm, act, norm_eps, norm_momentum):
         super().__init__()
-        self.norm = make_norm(norm, in_channels)
+        self.norm = make_norm(Norm(norm, norm_eps, norm_momentum), in_channels)
         self.act = make_act(act)
 
 
-def _norm_act_infer(in_shapes, norm, act):
+def _norm_act_infer(in_shapes, norm, act, norm_eps, norm_momentum):
     t = Tally()
     shape = t.norm(in_shapes[0], norm)
     t.add_params(act_params(act))
@@ -117,7 +123,8 @@ def _norm_act_infer(in_shapes, norm, act):
 
 
 NORM_ACT = BlockSpec(
-    name="norm_act", module=NormAct, infer=_norm_act_infer, params=(common.norm(), common.act()),
+    name="norm_act", module=NormAct, infer=_norm_act_infer,
+    params=(common.norm(), common.act(), *common.norm_settings()),
     doc="Normalisation then activation, without a convolution (DenseNet's final BN-ReLU, pre-activation nets).",
     paper="Identity Mappings in Deep Residual Networks (He et al. 2016)",
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nascore.blocks.layers import ACTIVATIONS, NORMS
+from nascore.blocks.layers import ACTIVATIONS, NORM_EPS, NORM_MOMENTUM, NORMS
 from nascore.blocks.spec import REQUIRED, Param
 
 
@@ -24,6 +24,17 @@ def act(default: str = "relu", name: str = "act", doc: str = "activation") -> Pa
 
 def norm(default: str = "batch") -> Param:
     return Param("norm", str, default, "normalisation", choices=NORMS)
+
+
+def norm_settings() -> tuple[Param, Param]:
+    """``norm_eps`` and ``norm_momentum``: the settings of every norm in a block (``layers.Norm``), declared by each
+    block that has a norm. They change neither shapes, parameters nor MACs, only the function (pretrained weights
+    need the values they were trained with)."""
+    return (Param("norm_eps", float, NORM_EPS, "epsilon every norm of the block adds to the variance", low=0.0,
+                  high=1.0),
+            Param("norm_momentum", float, NORM_MOMENTUM,
+                  "running-statistics momentum of the block's batch norms (new = (1-m) old + m batch)", low=0.0,
+                  high=1.0))
 
 
 def drop_path() -> Param:

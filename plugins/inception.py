@@ -14,7 +14,7 @@ from nascore_plugins import common
 
 from nascore import BlockSpec, Param, hookimpl
 from nascore.blocks.tally import infer_with, same_spatial
-from nascore.blocks.layers import ConvNormAct, DropPath
+from nascore.blocks.layers import ConvNormAct, DropPath, Norm
 
 V1_PAPER = "Going Deeper with Convolutions (Szegedy et al. 2015)"
 V3_PAPER = "Rethinking the Inception Architecture for Computer Vision (Szegedy et al. 2016)"
@@ -23,18 +23,18 @@ IR_PAPER = "Inception-v4, Inception-ResNet and the Impact of Residual Connection
 # -- shared pieces --------------------------------------------------------------------------------------------------
 
 
-def _seq(in_channels, convs):
+def _seq(in_channels, convs, norm):
     """A chain of BasicConv2d units (conv without bias, batch norm, ReLU) from ``(out, kernel, stride, padding)``."""
     layers = []
     for out, kernel, stride, padding in convs:
-        layers.append(ConvNormAct(in_channels, out, kernel, stride, padding, norm="batch", act="relu"))
+        layers.append(ConvNormAct(in_channels, out, kernel, stride, padding, norm=norm, act="relu"))
         in_channels = out
     return nn.Sequential(*layers)
 
 
-def _seq_tally(t, shape, convs):
+def _seq_tally(t, shape, convs, norm):
     for out, kernel, stride, padding in convs:
-        shape = ConvNormAct.tally(t, shape, out, kernel, stride, padding, norm="batch", act="relu")
+        shape = ConvNormAct.tally(t, shape, out, kernel, stride, padding, norm=norm, act="relu")
     return shape
 
 
@@ -45,6 +45,11 @@ def _cat(shapes, what):
 
 def _ch(name, default, doc):
     return Param(name, int, default, doc, low=1, high=1 << 16, channels=True)
+
+
+def _batch(norm_eps, norm_momentum):
+    """BasicConv2d's batch norm with the block's settings (torchvision's Inception-v1/v3 use eps 1e-3)."""
+    return Norm("batch", norm_eps, norm_momentum)
 
 
 def _scale(default):
@@ -66,24 +71,26 @@ def _v1_layout(b1, b3_reduce, b3, b5_reduce, b5, pool_proj, b5_kernel):
 class InceptionV1(nn.Module):
     """1x1 | 1x1->3x3 | 1x1->5x5 | 3x3 max-pool->1x1, concatenated (torchvision's googlenet.Inception)."""
 
-    def __init__(self, in_channels, b1, b3_reduce, b3, b5_reduce, b5, pool_proj, b5_kernel):
+    def __init__(self, in_channels, b1, b3_reduce, b3, b5_reduce, b5, pool_proj, b5_kernel, norm_eps, norm_momentum):
         super().__init__()
+        norm = _batch(norm_eps, norm_momentum)
         l1, l2, l3, l4 = _v1_layout(b1, b3_reduce, b3, b5_reduce, b5, pool_proj, b5_kernel)
-        self.branch1 = _seq(in_channels, l1)
-        self.branch2 = _seq(in_channels, l2)
-        self.branch3 = _seq(in_channels, l3)
+        self.branch1 = _seq(in_channels, l1, norm)
+        self.branch2 = _seq(in_channels, l2, norm)
+        self.branch3 = _seq(in_channels, l3, norm)
         self.pool = nn.MaxPool2d(3, 1, 1, ceil_mode=True)
-        self.branch4 = _seq(in_channels, l4)
+        self.branch4 = _seq(in_channels, l4, norm)
 
     def forward(self, x):
         return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(self.pool(x))], 1)
 
     @staticmethod
-    def tally(t, shape, b1, b3_reduce, b3, b5_reduce, b5, pool_proj, b5_kernel):
+    def tally(t, shape, b1, b3_reduce, b3, b5_reduce, b5, pool_proj, b5_kernel, norm_eps, norm_momentum):
+        norm = _batch(norm_eps, norm_momentum)
         l1, l2, l3, l4 = _v1_layout(b1, b3_reduce, b3, b5_reduce, b5, pool_proj, b5_kernel)
         pooled = t.pool(shape, 3, 1, 1, ceil_mode=True)
-        return _cat([_seq_tally(t, shape, l1), _seq_tally(t, shape, l2), _seq_tally(t, shape, l3),
-                     _seq_tally(t, pooled, l4)], "inception_v1")
+        return _cat([_seq_tally(t, shape, l1, norm), _seq_tally(t, shape, l2, norm), _seq_tally(t, shape, l3, norm),
+                     _seq_tally(t, pooled, l4, norm)], "inception_v1")
 
 
 INCEPTION_V1 = BlockSpec(
@@ -92,7 +99,7 @@ INCEPTION_V1 = BlockSpec(
             _ch("b3", 128, "3x3 branch channels"), _ch("b5_reduce", 16, "1x1 reduction before the 5x5"),
             _ch("b5", 32, "5x5 branch channels"), _ch("pool_proj", 32, "1x1 projection after the max-pool"),
             Param("b5_kernel", int, 5, "kernel of the '5x5' branch (torchvision's googlenet uses 3, a known quirk)",
-                  choices=(3, 5, 7))),
+                  choices=(3, 5, 7)), *common.norm_settings()),
     doc="GoogLeNet Inception module: parallel 1x1, 1x1->3x3, 1x1->5x5 and max-pool->1x1 branches, concatenated.",
     paper=V1_PAPER,
 )
@@ -110,24 +117,26 @@ def _a_layout(pool_features):
 class InceptionA(nn.Module):
     """35x35 module: 1x1 | 1x1->5x5 | 1x1->3x3->3x3 | 3x3 avg-pool->1x1 (torchvision's InceptionA)."""
 
-    def __init__(self, in_channels, pool_features):
+    def __init__(self, in_channels, pool_features, norm_eps, norm_momentum):
         super().__init__()
+        norm = _batch(norm_eps, norm_momentum)
         l1, l2, l3, l4 = _a_layout(pool_features)
-        self.branch1x1 = _seq(in_channels, l1)
-        self.branch5x5 = _seq(in_channels, l2)
-        self.branch3x3dbl = _seq(in_channels, l3)
-        self.branch_pool = _seq(in_channels, l4)
+        self.branch1x1 = _seq(in_channels, l1, norm)
+        self.branch5x5 = _seq(in_channels, l2, norm)
+        self.branch3x3dbl = _seq(in_channels, l3, norm)
+        self.branch_pool = _seq(in_channels, l4, norm)
 
     def forward(self, x):
         pooled = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1)
         return torch.cat([self.branch1x1(x), self.branch5x5(x), self.branch3x3dbl(x), self.branch_pool(pooled)], 1)
 
     @staticmethod
-    def tally(t, shape, pool_features):
+    def tally(t, shape, pool_features, norm_eps, norm_momentum):
+        norm = _batch(norm_eps, norm_momentum)
         l1, l2, l3, l4 = _a_layout(pool_features)
         pooled = t.pool(shape, 3, 1, 1)
-        return _cat([_seq_tally(t, shape, l1), _seq_tally(t, shape, l2), _seq_tally(t, shape, l3),
-                     _seq_tally(t, pooled, l4)], "inception_v3_a")
+        return _cat([_seq_tally(t, shape, l1, norm), _seq_tally(t, shape, l2, norm), _seq_tally(t, shape, l3, norm),
+                     _seq_tally(t, pooled, l4, norm)], "inception_v3_a")
 
 
 _B_LAYOUT = ([(384, 3, 2, 0)],
@@ -137,18 +146,20 @@ _B_LAYOUT = ([(384, 3, 2, 0)],
 class InceptionB(nn.Module):
     """Grid reduction 35->17: 3x3/2 | 1x1->3x3->3x3/2 | 3x3/2 max-pool (torchvision's InceptionB)."""
 
-    def __init__(self, in_channels):
+    def __init__(self, in_channels, norm_eps, norm_momentum):
         super().__init__()
-        self.branch3x3 = _seq(in_channels, _B_LAYOUT[0])
-        self.branch3x3dbl = _seq(in_channels, _B_LAYOUT[1])
+        norm = _batch(norm_eps, norm_momentum)
+        self.branch3x3 = _seq(in_channels, _B_LAYOUT[0], norm)
+        self.branch3x3dbl = _seq(in_channels, _B_LAYOUT[1], norm)
 
     def forward(self, x):
         return torch.cat([self.branch3x3(x), self.branch3x3dbl(x), F.max_pool2d(x, kernel_size=3, stride=2)], 1)
 
     @staticmethod
-    def tally(t, shape):
+    def tally(t, shape, norm_eps, norm_momentum):
+        norm = _batch(norm_eps, norm_momentum)
         pooled = t.pool(shape, 3, 2)
-        return _cat([_seq_tally(t, shape, _B_LAYOUT[0]), _seq_tally(t, shape, _B_LAYOUT[1]), pooled],
+        return _cat([_seq_tally(t, shape, _B_LAYOUT[0], norm), _seq_tally(t, shape, _B_LAYOUT[1], norm), pooled],
                     "inception_v3_b")
 
 
@@ -163,24 +174,26 @@ def _c_layout(c7):
 class InceptionC(nn.Module):
     """17x17 module with 7x7 convolutions factorised into 1x7 and 7x1 (torchvision's InceptionC)."""
 
-    def __init__(self, in_channels, c7):
+    def __init__(self, in_channels, c7, norm_eps, norm_momentum):
         super().__init__()
+        norm = _batch(norm_eps, norm_momentum)
         l1, l2, l3, l4 = _c_layout(c7)
-        self.branch1x1 = _seq(in_channels, l1)
-        self.branch7x7 = _seq(in_channels, l2)
-        self.branch7x7dbl = _seq(in_channels, l3)
-        self.branch_pool = _seq(in_channels, l4)
+        self.branch1x1 = _seq(in_channels, l1, norm)
+        self.branch7x7 = _seq(in_channels, l2, norm)
+        self.branch7x7dbl = _seq(in_channels, l3, norm)
+        self.branch_pool = _seq(in_channels, l4, norm)
 
     def forward(self, x):
         pooled = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1)
         return torch.cat([self.branch1x1(x), self.branch7x7(x), self.branch7x7dbl(x), self.branch_pool(pooled)], 1)
 
     @staticmethod
-    def tally(t, shape, c7):
+    def tally(t, shape, c7, norm_eps, norm_momentum):
+        norm = _batch(norm_eps, norm_momentum)
         l1, l2, l3, l4 = _c_layout(c7)
         pooled = t.pool(shape, 3, 1, 1)
-        return _cat([_seq_tally(t, shape, l1), _seq_tally(t, shape, l2), _seq_tally(t, shape, l3),
-                     _seq_tally(t, pooled, l4)], "inception_v3_c")
+        return _cat([_seq_tally(t, shape, l1, norm), _seq_tally(t, shape, l2, norm), _seq_tally(t, shape, l3, norm),
+                     _seq_tally(t, pooled, l4, norm)], "inception_v3_c")
 
 
 _D_LAYOUT = ([(192, 1, 1, 0), (320, 3, 2, 0)],
@@ -190,18 +203,20 @@ _D_LAYOUT = ([(192, 1, 1, 0), (320, 3, 2, 0)],
 class InceptionD(nn.Module):
     """Grid reduction 17->8: 1x1->3x3/2 | 1x1->1x7->7x1->3x3/2 | 3x3/2 max-pool (torchvision's InceptionD)."""
 
-    def __init__(self, in_channels):
+    def __init__(self, in_channels, norm_eps, norm_momentum):
         super().__init__()
-        self.branch3x3 = _seq(in_channels, _D_LAYOUT[0])
-        self.branch7x7x3 = _seq(in_channels, _D_LAYOUT[1])
+        norm = _batch(norm_eps, norm_momentum)
+        self.branch3x3 = _seq(in_channels, _D_LAYOUT[0], norm)
+        self.branch7x7x3 = _seq(in_channels, _D_LAYOUT[1], norm)
 
     def forward(self, x):
         return torch.cat([self.branch3x3(x), self.branch7x7x3(x), F.max_pool2d(x, kernel_size=3, stride=2)], 1)
 
     @staticmethod
-    def tally(t, shape):
+    def tally(t, shape, norm_eps, norm_momentum):
+        norm = _batch(norm_eps, norm_momentum)
         pooled = t.pool(shape, 3, 2)
-        return _cat([_seq_tally(t, shape, _D_LAYOUT[0]), _seq_tally(t, shape, _D_LAYOUT[1]), pooled],
+        return _cat([_seq_tally(t, shape, _D_LAYOUT[0], norm), _seq_tally(t, shape, _D_LAYOUT[1], norm), pooled],
                     "inception_v3_d")
 
 
@@ -214,16 +229,17 @@ _E_SPLIT_B = [(384, (3, 1), 1, (1, 0))]
 class InceptionE(nn.Module):
     """8x8 module with expanded filter banks: 1x3 and 3x1 outputs side by side (torchvision's InceptionE)."""
 
-    def __init__(self, in_channels):
+    def __init__(self, in_channels, norm_eps, norm_momentum):
         super().__init__()
-        self.branch1x1 = _seq(in_channels, _E_STEM[0])
-        self.branch3x3_1 = _seq(in_channels, _E_STEM[1])
-        self.branch3x3_2a = _seq(384, _E_SPLIT_A)
-        self.branch3x3_2b = _seq(384, _E_SPLIT_B)
-        self.branch3x3dbl_1 = _seq(in_channels, _E_STEM[2])
-        self.branch3x3dbl_3a = _seq(384, _E_SPLIT_A)
-        self.branch3x3dbl_3b = _seq(384, _E_SPLIT_B)
-        self.branch_pool = _seq(in_channels, _E_STEM[3])
+        norm = _batch(norm_eps, norm_momentum)
+        self.branch1x1 = _seq(in_channels, _E_STEM[0], norm)
+        self.branch3x3_1 = _seq(in_channels, _E_STEM[1], norm)
+        self.branch3x3_2a = _seq(384, _E_SPLIT_A, norm)
+        self.branch3x3_2b = _seq(384, _E_SPLIT_B, norm)
+        self.branch3x3dbl_1 = _seq(in_channels, _E_STEM[2], norm)
+        self.branch3x3dbl_3a = _seq(384, _E_SPLIT_A, norm)
+        self.branch3x3dbl_3b = _seq(384, _E_SPLIT_B, norm)
+        self.branch_pool = _seq(in_channels, _E_STEM[3], norm)
 
     def forward(self, x):
         b3 = self.branch3x3_1(x)
@@ -233,40 +249,41 @@ class InceptionE(nn.Module):
                           self.branch3x3dbl_3a(b3dbl), self.branch3x3dbl_3b(b3dbl), self.branch_pool(pooled)], 1)
 
     @staticmethod
-    def tally(t, shape):
-        b1 = _seq_tally(t, shape, _E_STEM[0])
-        b3 = _seq_tally(t, shape, _E_STEM[1])
-        b3dbl = _seq_tally(t, shape, _E_STEM[2])
+    def tally(t, shape, norm_eps, norm_momentum):
+        norm = _batch(norm_eps, norm_momentum)
+        b1 = _seq_tally(t, shape, _E_STEM[0], norm)
+        b3 = _seq_tally(t, shape, _E_STEM[1], norm)
+        b3dbl = _seq_tally(t, shape, _E_STEM[2], norm)
         pooled = t.pool(shape, 3, 1, 1)
-        return _cat([b1, _seq_tally(t, b3, _E_SPLIT_A), _seq_tally(t, b3, _E_SPLIT_B),
-                     _seq_tally(t, b3dbl, _E_SPLIT_A), _seq_tally(t, b3dbl, _E_SPLIT_B),
-                     _seq_tally(t, pooled, _E_STEM[3])], "inception_v3_e")
+        return _cat([b1, _seq_tally(t, b3, _E_SPLIT_A, norm), _seq_tally(t, b3, _E_SPLIT_B, norm),
+                     _seq_tally(t, b3dbl, _E_SPLIT_A, norm), _seq_tally(t, b3dbl, _E_SPLIT_B, norm),
+                     _seq_tally(t, pooled, _E_STEM[3], norm)], "inception_v3_e")
 
 
 INCEPTION_V3_A = BlockSpec(
     name="inception_v3_a", module=InceptionA, infer=infer_with(InceptionA),
-    params=(_ch("pool_features", 32, "1x1 channels after the average pool"),),
+    params=(_ch("pool_features", 32, "1x1 channels after the average pool"), *common.norm_settings()),
     doc="Inception-v3 35x35 module: 1x1, 1x1->5x5, 1x1->3x3->3x3 and avg-pool->1x1 branches (224 + pool_features).",
     paper=V3_PAPER,
 )
 INCEPTION_V3_B = BlockSpec(
-    name="inception_v3_b", module=InceptionB, infer=infer_with(InceptionB),
+    name="inception_v3_b", module=InceptionB, infer=infer_with(InceptionB), params=common.norm_settings(),
     doc="Inception-v3 grid reduction (35->17): 3x3/2, 1x1->3x3->3x3/2 and max-pool branches (480 + input channels).",
     paper=V3_PAPER,
 )
 INCEPTION_V3_C = BlockSpec(
     name="inception_v3_c", module=InceptionC, infer=infer_with(InceptionC),
-    params=(_ch("c7", 128, "inner channels of the factorised 7x7 branches"),),
+    params=(_ch("c7", 128, "inner channels of the factorised 7x7 branches"), *common.norm_settings()),
     doc="Inception-v3 17x17 module: 7x7 convolutions factorised into 1x7 and 7x1 (768 output channels).",
     paper=V3_PAPER,
 )
 INCEPTION_V3_D = BlockSpec(
-    name="inception_v3_d", module=InceptionD, infer=infer_with(InceptionD),
+    name="inception_v3_d", module=InceptionD, infer=infer_with(InceptionD), params=common.norm_settings(),
     doc="Inception-v3 grid reduction (17->8): 1x1->3x3/2, 1x1->1x7->7x1->3x3/2 and max-pool branches.",
     paper=V3_PAPER,
 )
 INCEPTION_V3_E = BlockSpec(
-    name="inception_v3_e", module=InceptionE, infer=infer_with(InceptionE),
+    name="inception_v3_e", module=InceptionE, infer=infer_with(InceptionE), params=common.norm_settings(),
     doc="Inception-v3 8x8 module with expanded filter banks: parallel 1x3 and 3x1 outputs (2048 output channels).",
     paper=V3_PAPER,
 )
@@ -277,9 +294,9 @@ INCEPTION_V3_E = BlockSpec(
 class _ResidualInception(nn.Module):
     """Branches, concat, 1x1 up-projection (with bias) back to the input channels, scaled residual add, ReLU."""
 
-    def __init__(self, in_channels, layouts, scale, drop_path, relu):
+    def __init__(self, in_channels, layouts, scale, drop_path, relu, norm):
         super().__init__()
-        self.branches = nn.ModuleList([_seq(in_channels, layout) for layout in layouts])
+        self.branches = nn.ModuleList([_seq(in_channels, layout, norm) for layout in layouts])
         self.up = nn.Conv2d(sum(layout[-1][0] for layout in layouts), in_channels, 1, bias=True)
         self.scale = float(scale)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -293,8 +310,8 @@ class _ResidualInception(nn.Module):
         return self.act(x + self.drop_path(out))
 
     @staticmethod
-    def tally_layouts(t, shape, layouts, what):
-        cat = _cat([_seq_tally(t, shape, layout) for layout in layouts], what)
+    def tally_layouts(t, shape, layouts, what, norm):
+        cat = _cat([_seq_tally(t, shape, layout, norm) for layout in layouts], what)
         return t.conv(cat, shape[0], 1, padding=0, bias=True)
 
 
@@ -307,14 +324,16 @@ def _block35_layouts(b1, b3_reduce, b3, b3dbl_reduce, b3dbl_mid, b3dbl):
 class Block35(_ResidualInception):
     """Inception-ResNet-A (35x35): 1x1 | 1x1->3x3 | 1x1->3x3->3x3, up-projected and added (timm's Block35)."""
 
-    def __init__(self, in_channels, b1, b3_reduce, b3, b3dbl_reduce, b3dbl_mid, b3dbl, scale, drop_path):
+    def __init__(self, in_channels, b1, b3_reduce, b3, b3dbl_reduce, b3dbl_mid, b3dbl, scale, drop_path, norm_eps,
+                 norm_momentum):
         super().__init__(in_channels, _block35_layouts(b1, b3_reduce, b3, b3dbl_reduce, b3dbl_mid, b3dbl), scale,
-                         drop_path, relu=True)
+                         drop_path, relu=True, norm=_batch(norm_eps, norm_momentum))
 
     @staticmethod
-    def tally(t, shape, b1, b3_reduce, b3, b3dbl_reduce, b3dbl_mid, b3dbl, scale, drop_path):
+    def tally(t, shape, b1, b3_reduce, b3, b3dbl_reduce, b3dbl_mid, b3dbl, scale, drop_path, norm_eps, norm_momentum):
         return _ResidualInception.tally_layouts(
-            t, shape, _block35_layouts(b1, b3_reduce, b3, b3dbl_reduce, b3dbl_mid, b3dbl), "inception_resnet_a")
+            t, shape, _block35_layouts(b1, b3_reduce, b3, b3dbl_reduce, b3dbl_mid, b3dbl), "inception_resnet_a",
+            _batch(norm_eps, norm_momentum))
 
 
 def _block17_layouts(b1, b7_reduce, b7_mid, b7):
@@ -325,13 +344,14 @@ def _block17_layouts(b1, b7_reduce, b7_mid, b7):
 class Block17(_ResidualInception):
     """Inception-ResNet-B (17x17): 1x1 | 1x1->1x7->7x1, up-projected and added (timm's Block17)."""
 
-    def __init__(self, in_channels, b1, b7_reduce, b7_mid, b7, scale, drop_path):
-        super().__init__(in_channels, _block17_layouts(b1, b7_reduce, b7_mid, b7), scale, drop_path, relu=True)
+    def __init__(self, in_channels, b1, b7_reduce, b7_mid, b7, scale, drop_path, norm_eps, norm_momentum):
+        super().__init__(in_channels, _block17_layouts(b1, b7_reduce, b7_mid, b7), scale, drop_path, relu=True,
+                         norm=_batch(norm_eps, norm_momentum))
 
     @staticmethod
-    def tally(t, shape, b1, b7_reduce, b7_mid, b7, scale, drop_path):
+    def tally(t, shape, b1, b7_reduce, b7_mid, b7, scale, drop_path, norm_eps, norm_momentum):
         return _ResidualInception.tally_layouts(t, shape, _block17_layouts(b1, b7_reduce, b7_mid, b7),
-                                                "inception_resnet_b")
+                                                "inception_resnet_b", _batch(norm_eps, norm_momentum))
 
 
 def _block8_layouts(b1, b3_reduce, b3_mid, b3):
@@ -342,22 +362,22 @@ def _block8_layouts(b1, b3_reduce, b3_mid, b3):
 class Block8(_ResidualInception):
     """Inception-ResNet-C (8x8): 1x1 | 1x1->1x3->3x1, up-projected and added (timm's Block8)."""
 
-    def __init__(self, in_channels, b1, b3_reduce, b3_mid, b3, scale, drop_path, no_relu):
+    def __init__(self, in_channels, b1, b3_reduce, b3_mid, b3, scale, drop_path, no_relu, norm_eps, norm_momentum):
         super().__init__(in_channels, _block8_layouts(b1, b3_reduce, b3_mid, b3), scale, drop_path,
-                         relu=not no_relu)
+                         relu=not no_relu, norm=_batch(norm_eps, norm_momentum))
 
     @staticmethod
-    def tally(t, shape, b1, b3_reduce, b3_mid, b3, scale, drop_path, no_relu):
+    def tally(t, shape, b1, b3_reduce, b3_mid, b3, scale, drop_path, no_relu, norm_eps, norm_momentum):
         return _ResidualInception.tally_layouts(t, shape, _block8_layouts(b1, b3_reduce, b3_mid, b3),
-                                                "inception_resnet_c")
+                                                "inception_resnet_c", _batch(norm_eps, norm_momentum))
 
 
 class _Reduction(nn.Module):
     """Conv branches plus a 3x3/2 max-pool branch, concatenated (timm's Mixed_6a / Mixed_7a)."""
 
-    def __init__(self, in_channels, layouts):
+    def __init__(self, in_channels, layouts, norm):
         super().__init__()
-        self.branches = nn.ModuleList([_seq(in_channels, layout) for layout in layouts])
+        self.branches = nn.ModuleList([_seq(in_channels, layout, norm) for layout in layouts])
 
     def forward(self, x):
         outs = []
@@ -367,9 +387,9 @@ class _Reduction(nn.Module):
         return torch.cat(outs, 1)
 
     @staticmethod
-    def tally_layouts(t, shape, layouts, what):
+    def tally_layouts(t, shape, layouts, what, norm):
         pooled = t.pool(shape, 3, 2)
-        return _cat([_seq_tally(t, shape, layout) for layout in layouts] + [pooled], what)
+        return _cat([_seq_tally(t, shape, layout, norm) for layout in layouts] + [pooled], what)
 
 
 def _reduction_a_layouts(b3, b3dbl_reduce, b3dbl_mid, b3dbl):
@@ -380,13 +400,14 @@ def _reduction_a_layouts(b3, b3dbl_reduce, b3dbl_mid, b3dbl):
 class ReductionA(_Reduction):
     """35->17: 3x3/2 | 1x1->3x3->3x3/2 | 3x3/2 max-pool (timm's Mixed_6a; the paper's k, l, m, n)."""
 
-    def __init__(self, in_channels, b3, b3dbl_reduce, b3dbl_mid, b3dbl):
-        super().__init__(in_channels, _reduction_a_layouts(b3, b3dbl_reduce, b3dbl_mid, b3dbl))
+    def __init__(self, in_channels, b3, b3dbl_reduce, b3dbl_mid, b3dbl, norm_eps, norm_momentum):
+        super().__init__(in_channels, _reduction_a_layouts(b3, b3dbl_reduce, b3dbl_mid, b3dbl),
+                         _batch(norm_eps, norm_momentum))
 
     @staticmethod
-    def tally(t, shape, b3, b3dbl_reduce, b3dbl_mid, b3dbl):
+    def tally(t, shape, b3, b3dbl_reduce, b3dbl_mid, b3dbl, norm_eps, norm_momentum):
         return _Reduction.tally_layouts(t, shape, _reduction_a_layouts(b3, b3dbl_reduce, b3dbl_mid, b3dbl),
-                                        "inception_resnet_reduction_a")
+                                        "inception_resnet_reduction_a", _batch(norm_eps, norm_momentum))
 
 
 def _reduction_b_layouts(b3a_reduce, b3a, b3b_reduce, b3b, b3dbl_reduce, b3dbl_mid, b3dbl):
@@ -398,15 +419,16 @@ def _reduction_b_layouts(b3a_reduce, b3a, b3b_reduce, b3b, b3dbl_reduce, b3dbl_m
 class ReductionB(_Reduction):
     """17->8: 1x1->3x3/2 | 1x1->3x3/2 | 1x1->3x3->3x3/2 | 3x3/2 max-pool (timm's Mixed_7a)."""
 
-    def __init__(self, in_channels, b3a_reduce, b3a, b3b_reduce, b3b, b3dbl_reduce, b3dbl_mid, b3dbl):
+    def __init__(self, in_channels, b3a_reduce, b3a, b3b_reduce, b3b, b3dbl_reduce, b3dbl_mid, b3dbl, norm_eps,
+                 norm_momentum):
         super().__init__(in_channels, _reduction_b_layouts(b3a_reduce, b3a, b3b_reduce, b3b, b3dbl_reduce,
-                                                           b3dbl_mid, b3dbl))
+                                                           b3dbl_mid, b3dbl), _batch(norm_eps, norm_momentum))
 
     @staticmethod
-    def tally(t, shape, b3a_reduce, b3a, b3b_reduce, b3b, b3dbl_reduce, b3dbl_mid, b3dbl):
+    def tally(t, shape, b3a_reduce, b3a, b3b_reduce, b3b, b3dbl_reduce, b3dbl_mid, b3dbl, norm_eps, norm_momentum):
         return _Reduction.tally_layouts(
             t, shape, _reduction_b_layouts(b3a_reduce, b3a, b3b_reduce, b3b, b3dbl_reduce, b3dbl_mid, b3dbl),
-            "inception_resnet_reduction_b")
+            "inception_resnet_reduction_b", _batch(norm_eps, norm_momentum))
 
 
 INCEPTION_RESNET_A = BlockSpec(
@@ -414,7 +436,8 @@ INCEPTION_RESNET_A = BlockSpec(
     params=(_ch("b1", 32, "1x1 branch channels"), _ch("b3_reduce", 32, "1x1 reduction before the 3x3"),
             _ch("b3", 32, "3x3 branch channels"), _ch("b3dbl_reduce", 32, "1x1 reduction before the double 3x3"),
             _ch("b3dbl_mid", 48, "first 3x3 of the double-3x3 branch"),
-            _ch("b3dbl", 64, "second 3x3 of the double-3x3 branch"), _scale(0.17), common.drop_path()),
+            _ch("b3dbl", 64, "second 3x3 of the double-3x3 branch"), _scale(0.17), common.drop_path(),
+            *common.norm_settings()),
     doc="Inception-ResNet-A: three inception branches, 1x1 up-projection, scaled residual add, ReLU.",
     paper=IR_PAPER,
 )
@@ -422,7 +445,7 @@ INCEPTION_RESNET_B = BlockSpec(
     name="inception_resnet_b", aliases=("block17",), module=Block17, infer=infer_with(Block17),
     params=(_ch("b1", 192, "1x1 branch channels"), _ch("b7_reduce", 128, "1x1 reduction before the 1x7"),
             _ch("b7_mid", 160, "1x7 convolution channels"), _ch("b7", 192, "7x1 convolution channels"),
-            _scale(0.10), common.drop_path()),
+            _scale(0.10), common.drop_path(), *common.norm_settings()),
     doc="Inception-ResNet-B: 1x1 and factorised 1x7->7x1 branches, 1x1 up-projection, scaled residual add, ReLU.",
     paper=IR_PAPER,
 )
@@ -431,14 +454,16 @@ INCEPTION_RESNET_C = BlockSpec(
     params=(_ch("b1", 192, "1x1 branch channels"), _ch("b3_reduce", 192, "1x1 reduction before the 1x3"),
             _ch("b3_mid", 224, "1x3 convolution channels"), _ch("b3", 256, "3x1 convolution channels"),
             _scale(0.20), common.drop_path(),
-            Param("no_relu", bool, False, "skip the ReLU after the add (the network's last block)")),
+            Param("no_relu", bool, False, "skip the ReLU after the add (the network's last block)"),
+            *common.norm_settings()),
     doc="Inception-ResNet-C: 1x1 and factorised 1x3->3x1 branches, 1x1 up-projection, scaled residual add, ReLU.",
     paper=IR_PAPER,
 )
 INCEPTION_RESNET_REDUCTION_A = BlockSpec(
     name="inception_resnet_reduction_a", module=ReductionA, infer=infer_with(ReductionA),
     params=(_ch("b3", 384, "3x3/2 branch channels (n)"), _ch("b3dbl_reduce", 256, "1x1 reduction (k)"),
-            _ch("b3dbl_mid", 256, "3x3 convolution channels (l)"), _ch("b3dbl", 384, "final 3x3/2 channels (m)")),
+            _ch("b3dbl_mid", 256, "3x3 convolution channels (l)"), _ch("b3dbl", 384, "final 3x3/2 channels (m)"),
+            *common.norm_settings()),
     doc="Inception-ResNet reduction A (35->17): 3x3/2, 1x1->3x3->3x3/2 and max-pool branches, concatenated.",
     paper=IR_PAPER,
 )
@@ -450,7 +475,8 @@ INCEPTION_RESNET_REDUCTION_B = BlockSpec(
             _ch("b3b", 288, "second 3x3/2 branch channels"),
             _ch("b3dbl_reduce", 256, "1x1 reduction of the double-3x3 branch"),
             _ch("b3dbl_mid", 288, "first 3x3 of the double-3x3 branch"),
-            _ch("b3dbl", 320, "final 3x3/2 of the double-3x3 branch")),
+            _ch("b3dbl", 320, "final 3x3/2 of the double-3x3 branch"),
+            *common.norm_settings()),
     doc="Inception-ResNet reduction B (17->8): two 1x1->3x3/2, a 1x1->3x3->3x3/2 and a max-pool branch.",
     paper=IR_PAPER,
 )

@@ -18,6 +18,7 @@ from nascore.errors import ShapeError
 from nascore.blocks.layers import (
     ConvNormAct,
     DropPath,
+    Norm,
     SqueezeExcite,
     channel_shuffle,
     make_divisible,
@@ -37,12 +38,12 @@ class _ExpandDepthwiseProject(nn.Module):
     mid == in), depthwise kxk, optional SE, linear 1x1 project; identity shortcut with stochastic depth when the
     shape allows. The subclasses only decide the widths and the SE flavour."""
 
-    def __init__(self, in_channels, out, mid, kernel, stride, act, se_channels, se_act, se_gate, drop_path):
+    def __init__(self, in_channels, out, mid, kernel, stride, act, se_channels, se_act, se_gate, drop_path, norm):
         super().__init__()
-        self.expand = ConvNormAct(in_channels, mid, 1, act=act) if mid != in_channels else nn.Identity()
-        self.dw = ConvNormAct(mid, mid, kernel, stride, groups=mid, act=act)
+        self.expand = ConvNormAct(in_channels, mid, 1, norm=norm, act=act) if mid != in_channels else nn.Identity()
+        self.dw = ConvNormAct(mid, mid, kernel, stride, groups=mid, norm=norm, act=act)
         self.se = SqueezeExcite(mid, se_channels, se_act, se_gate) if se_channels else nn.Identity()
-        self.project = ConvNormAct(mid, out, 1, act="none")
+        self.project = ConvNormAct(mid, out, 1, norm=norm, act="none")
         self.use_res = stride == 1 and in_channels == out
         self.drop_path = DropPath(drop_path) if self.use_res else nn.Identity()
 
@@ -54,13 +55,13 @@ class _ExpandDepthwiseProject(nn.Module):
         return y
 
     @staticmethod
-    def tally_body(t, shape, out, mid, kernel, stride, act, se_channels, se_act, se_gate):
+    def tally_body(t, shape, out, mid, kernel, stride, act, se_channels, se_act, se_gate, norm):
         if mid != shape[0]:
-            shape = ConvNormAct.tally(t, shape, mid, 1, act=act)
-        shape = ConvNormAct.tally(t, shape, mid, kernel, stride, groups=mid, act=act)
+            shape = ConvNormAct.tally(t, shape, mid, 1, norm=norm, act=act)
+        shape = ConvNormAct.tally(t, shape, mid, kernel, stride, groups=mid, norm=norm, act=act)
         if se_channels:
             shape = SqueezeExcite.tally(t, shape, se_channels, se_act, se_gate)
-        return ConvNormAct.tally(t, shape, out, 1, act="none")
+        return ConvNormAct.tally(t, shape, out, 1, norm=norm, act="none")
 
 
 class InvertedResidual(_ExpandDepthwiseProject):
@@ -72,16 +73,16 @@ class InvertedResidual(_ExpandDepthwiseProject):
     et al. 2019]
     """
 
-    def __init__(self, in_channels, out, kernel, stride, expand, mid, act, se, drop_path):
+    def __init__(self, in_channels, out, kernel, stride, expand, mid, act, se, drop_path, norm_eps, norm_momentum):
         mid = _ir_mid(in_channels, expand, mid)
         super().__init__(in_channels, out, mid, kernel, stride, act, _ir_se(mid, se), "relu", "hard_sigmoid",
-                         drop_path)
+                         drop_path, Norm("batch", norm_eps, norm_momentum))
 
     @staticmethod
-    def tally(t, shape, out, kernel, stride, expand, mid, act, se, drop_path):
+    def tally(t, shape, out, kernel, stride, expand, mid, act, se, drop_path, norm_eps, norm_momentum):
         mid = _ir_mid(shape[0], expand, mid)
         return _ExpandDepthwiseProject.tally_body(t, shape, out, mid, kernel, stride, act, _ir_se(mid, se), "relu",
-                                                  "hard_sigmoid")
+                                                  "hard_sigmoid", Norm("batch", norm_eps, norm_momentum))
 
 
 def _ir_se(mid: int, se: bool) -> int:
@@ -99,7 +100,7 @@ INVERTED_RESIDUAL = BlockSpec(
                   low=1, high=1 << 16, channels=True),
             common.act("relu6"),
             Param("se", bool, False, "MobileNetV3 squeeze-excitation (mid // 4 rounded to 8, hard-sigmoid gate)"),
-            common.drop_path()),
+            common.drop_path(), *common.norm_settings()),
     doc="MobileNetV2/V3 inverted residual: 1x1 expand, depthwise kxk, optional SE, linear 1x1 project.",
     paper="MobileNetV2: Inverted Residuals and Linear Bottlenecks (Sandler et al. 2018); "
           "Searching for MobileNetV3 (Howard et al. 2019)",
@@ -114,16 +115,16 @@ class MBConv(_ExpandDepthwiseProject):
     [EfficientNet: Rethinking Model Scaling for CNNs, Tan & Le 2019; MnasNet, Tan et al. 2019]
     """
 
-    def __init__(self, in_channels, out, kernel, stride, expand, se_ratio, act, drop_path):
+    def __init__(self, in_channels, out, kernel, stride, expand, se_ratio, act, drop_path, norm_eps, norm_momentum):
         mid = make_divisible(in_channels * expand, 8)
         super().__init__(in_channels, out, mid, kernel, stride, act, _mb_se(in_channels, se_ratio), act, "sigmoid",
-                         drop_path)
+                         drop_path, Norm("batch", norm_eps, norm_momentum))
 
     @staticmethod
-    def tally(t, shape, out, kernel, stride, expand, se_ratio, act, drop_path):
+    def tally(t, shape, out, kernel, stride, expand, se_ratio, act, drop_path, norm_eps, norm_momentum):
         mid = make_divisible(shape[0] * expand, 8)
         return _ExpandDepthwiseProject.tally_body(t, shape, out, mid, kernel, stride, act, _mb_se(shape[0], se_ratio),
-                                                  act, "sigmoid")
+                                                  act, "sigmoid", Norm("batch", norm_eps, norm_momentum))
 
 
 def _mb_se(in_channels: int, se_ratio: float) -> int:
@@ -136,7 +137,7 @@ MBCONV = BlockSpec(
     params=(common.out(), common.kernel(3), common.stride(),
             Param("expand", int, 6, "expansion ratio: mid = make_divisible(in x expand, 8)", low=1, high=8),
             common.se_ratio(0.25, "squeeze-excitation ratio of the block's input channels (0 disables SE)"),
-            common.act("silu"), common.drop_path()),
+            common.act("silu"), common.drop_path(), *common.norm_settings()),
     doc="EfficientNet MBConv: 1x1 expand, depthwise kxk, SE, linear 1x1 project, stochastic depth.",
     paper="EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks (Tan & Le 2019)",
 )
@@ -150,14 +151,15 @@ class FusedMBConv(nn.Module):
     [EfficientNetV2: Smaller Models and Faster Training, Tan & Le 2021]
     """
 
-    def __init__(self, in_channels, out, kernel, stride, expand, se_ratio, act, drop_path):
+    def __init__(self, in_channels, out, kernel, stride, expand, se_ratio, act, drop_path, norm_eps, norm_momentum):
         super().__init__()
+        norm = Norm("batch", norm_eps, norm_momentum)
         mid = make_divisible(in_channels * expand, 8)
         fused_out = mid if mid != in_channels else out
-        self.conv = ConvNormAct(in_channels, fused_out, kernel, stride, act=act)
+        self.conv = ConvNormAct(in_channels, fused_out, kernel, stride, norm=norm, act=act)
         self.se = (SqueezeExcite(fused_out, max(1, int(in_channels * se_ratio)), act, "sigmoid") if se_ratio > 0
                    else nn.Identity())
-        self.project = ConvNormAct(mid, out, 1, act="none") if mid != in_channels else nn.Identity()
+        self.project = ConvNormAct(mid, out, 1, norm=norm, act="none") if mid != in_channels else nn.Identity()
         self.use_res = stride == 1 and in_channels == out
         self.drop_path = DropPath(drop_path) if self.use_res else nn.Identity()
 
@@ -168,14 +170,15 @@ class FusedMBConv(nn.Module):
         return y
 
     @staticmethod
-    def tally(t, shape, out, kernel, stride, expand, se_ratio, act, drop_path):
+    def tally(t, shape, out, kernel, stride, expand, se_ratio, act, drop_path, norm_eps, norm_momentum):
+        norm = Norm("batch", norm_eps, norm_momentum)
         c = shape[0]
         mid = make_divisible(c * expand, 8)
-        shape = ConvNormAct.tally(t, shape, mid if mid != c else out, kernel, stride, act=act)
+        shape = ConvNormAct.tally(t, shape, mid if mid != c else out, kernel, stride, norm=norm, act=act)
         if se_ratio > 0:
             shape = SqueezeExcite.tally(t, shape, max(1, int(c * se_ratio)), act, "sigmoid")
         if mid != c:
-            shape = ConvNormAct.tally(t, shape, out, 1, act="none")
+            shape = ConvNormAct.tally(t, shape, out, 1, norm=norm, act="none")
         return shape
 
 
@@ -184,7 +187,7 @@ FUSED_MBCONV = BlockSpec(
     params=(common.out(), common.kernel(3), common.stride(),
             Param("expand", int, 4, "expansion ratio: mid = make_divisible(in x expand, 8)", low=1, high=8),
             common.se_ratio(0.0, "squeeze-excitation ratio of the block's input channels (0 disables SE)"),
-            common.act("silu"), common.drop_path()),
+            common.act("silu"), common.drop_path(), *common.norm_settings()),
     doc="EfficientNetV2 Fused-MBConv: kxk expand conv then linear 1x1 project (one kxk conv when expand is 1).",
     paper="EfficientNetV2: Smaller Models and Faster Training (Tan & Le 2021)",
 )
@@ -220,13 +223,15 @@ class ShuffleV1(nn.Module):
     [ShuffleNet: An Extremely Efficient CNN for Mobile Devices, Zhang et al. 2018]
     """
 
-    def __init__(self, in_channels, out, kernel, stride, groups, mid_ratio, first_group, drop_path):
+    def __init__(self, in_channels, out, kernel, stride, groups, mid_ratio, first_group, drop_path, norm_eps,
+                 norm_momentum):
         super().__init__()
+        norm = Norm("batch", norm_eps, norm_momentum)
         first, mid, branch = _shuffle_v1_widths(in_channels, out, stride, groups, mid_ratio, first_group)
-        self.reduce = ConvNormAct(in_channels, mid, 1, groups=first, act="relu")
+        self.reduce = ConvNormAct(in_channels, mid, 1, groups=first, norm=norm, act="relu")
         self.groups = groups
-        self.dw = ConvNormAct(mid, mid, kernel, stride, groups=mid, act="none")
-        self.expand = ConvNormAct(mid, branch, 1, groups=groups, act="none")
+        self.dw = ConvNormAct(mid, mid, kernel, stride, groups=mid, norm=norm, act="none")
+        self.expand = ConvNormAct(mid, branch, 1, groups=groups, norm=norm, act="none")
         self.concat = stride > 1
         self.shortcut = nn.AvgPool2d(3, stride, 1) if stride > 1 else nn.Identity()
         self.drop_path = nn.Identity() if stride > 1 else DropPath(drop_path)
@@ -238,11 +243,12 @@ class ShuffleV1(nn.Module):
         return F.relu(x + self.drop_path(y))
 
     @staticmethod
-    def tally(t, shape, out, kernel, stride, groups, mid_ratio, first_group, drop_path):
+    def tally(t, shape, out, kernel, stride, groups, mid_ratio, first_group, drop_path, norm_eps, norm_momentum):
+        norm = Norm("batch", norm_eps, norm_momentum)
         first, mid, branch = _shuffle_v1_widths(shape[0], out, stride, groups, mid_ratio, first_group)
-        y = ConvNormAct.tally(t, shape, mid, 1, groups=first, act="relu")
-        y = ConvNormAct.tally(t, y, mid, kernel, stride, groups=mid, act="none")
-        y = ConvNormAct.tally(t, y, branch, 1, groups=groups, act="none")
+        y = ConvNormAct.tally(t, shape, mid, 1, groups=first, norm=norm, act="relu")
+        y = ConvNormAct.tally(t, y, mid, kernel, stride, groups=mid, norm=norm, act="none")
+        y = ConvNormAct.tally(t, y, branch, 1, groups=groups, norm=norm, act="none")
         if stride > 1:
             pooled = t.pool(shape, 3, stride, 1)
             if pooled[1:] != y[1:]:
@@ -257,7 +263,7 @@ SHUFFLENET_V1 = BlockSpec(
             Param("groups", int, 3, "groups of the 1x1 convolutions (channels must divide)", low=1, high=64),
             Param("mid_ratio", float, 0.25, "bottleneck width as a fraction of out", low=0.01, high=4.0),
             Param("first_group", bool, False, "leave the first 1x1 ungrouped (first unit of the first stage)"),
-            common.drop_path()),
+            common.drop_path(), *common.norm_settings()),
     doc="ShuffleNet v1 unit: group 1x1, channel shuffle, depthwise, group 1x1; stride 2 concats an avg-pool shortcut.",
     paper="ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices (Zhang et al. 2018)",
 )
@@ -280,20 +286,21 @@ class ShuffleV2(nn.Module):
     [ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design, Ma et al. 2018]
     """
 
-    def __init__(self, in_channels, out, kernel, stride):
+    def __init__(self, in_channels, out, kernel, stride, norm_eps, norm_momentum):
         super().__init__()
+        norm = Norm("batch", norm_eps, norm_momentum)
         _shuffle_v2_check(in_channels, out, stride)
         half = out // 2
         self.stride = stride
         if stride > 1:
             self.branch1 = nn.Sequential(ConvNormAct(in_channels, in_channels, kernel, stride, groups=in_channels,
-                                                     act="none"),
-                                         ConvNormAct(in_channels, half, 1, act="relu"))
+                                                     norm=norm, act="none"),
+                                         ConvNormAct(in_channels, half, 1, norm=norm, act="relu"))
         else:
             self.branch1 = nn.Identity()
-        self.branch2 = nn.Sequential(ConvNormAct(in_channels if stride > 1 else half, half, 1, act="relu"),
-                                     ConvNormAct(half, half, kernel, stride, groups=half, act="none"),
-                                     ConvNormAct(half, half, 1, act="relu"))
+        self.branch2 = nn.Sequential(ConvNormAct(in_channels if stride > 1 else half, half, 1, norm=norm, act="relu"),
+                                     ConvNormAct(half, half, kernel, stride, groups=half, norm=norm, act="none"),
+                                     ConvNormAct(half, half, 1, norm=norm, act="relu"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride == 1:
@@ -304,25 +311,26 @@ class ShuffleV2(nn.Module):
         return channel_shuffle(y, 2)
 
     @staticmethod
-    def tally(t, shape, out, kernel, stride):
+    def tally(t, shape, out, kernel, stride, norm_eps, norm_momentum):
+        norm = Norm("batch", norm_eps, norm_momentum)
         c = shape[0]
         _shuffle_v2_check(c, out, stride)
         half = out // 2
         if stride > 1:
-            y = ConvNormAct.tally(t, shape, c, kernel, stride, groups=c, act="none")
-            ConvNormAct.tally(t, y, half, 1, act="relu")
+            y = ConvNormAct.tally(t, shape, c, kernel, stride, groups=c, norm=norm, act="none")
+            ConvNormAct.tally(t, y, half, 1, norm=norm, act="relu")
             y = shape
         else:
             y = (half, *shape[1:])
-        y = ConvNormAct.tally(t, y, half, 1, act="relu")
-        y = ConvNormAct.tally(t, y, half, kernel, stride, groups=half, act="none")
-        y = ConvNormAct.tally(t, y, half, 1, act="relu")
+        y = ConvNormAct.tally(t, y, half, 1, norm=norm, act="relu")
+        y = ConvNormAct.tally(t, y, half, kernel, stride, groups=half, norm=norm, act="none")
+        y = ConvNormAct.tally(t, y, half, 1, norm=norm, act="relu")
         return (out, *y[1:])
 
 
 SHUFFLENET_V2 = BlockSpec(
     name="shufflenet_v2", aliases=("shuffle_v2",), module=ShuffleV2, infer=infer_with(ShuffleV2),
-    params=(common.out(), common.kernel(3, "depthwise kernel size"), common.stride()),
+    params=(common.out(), common.kernel(3, "depthwise kernel size"), common.stride(), *common.norm_settings()),
     doc="ShuffleNet v2 unit: channel split, 1x1-depthwise-1x1 on one half, concat, shuffle; stride 2 runs both.",
     paper="ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design (Ma et al. 2018)",
 )
@@ -337,8 +345,9 @@ class Fire(nn.Module):
     [SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and <0.5MB model size, Iandola et al. 2016]
     """
 
-    def __init__(self, in_channels, squeeze, expand1x1, expand3x3, norm):
+    def __init__(self, in_channels, squeeze, expand1x1, expand3x3, norm, norm_eps, norm_momentum):
         super().__init__()
+        norm = Norm(norm, norm_eps, norm_momentum)
         self.squeeze = ConvNormAct(in_channels, squeeze, 1, norm=norm, act="relu")
         self.expand1x1 = ConvNormAct(squeeze, expand1x1, 1, norm=norm, act="relu")
         self.expand3x3 = ConvNormAct(squeeze, expand3x3, 3, norm=norm, act="relu")
@@ -348,7 +357,8 @@ class Fire(nn.Module):
         return torch.cat([self.expand1x1(x), self.expand3x3(x)], 1)
 
     @staticmethod
-    def tally(t, shape, squeeze, expand1x1, expand3x3, norm):
+    def tally(t, shape, squeeze, expand1x1, expand3x3, norm, norm_eps, norm_momentum):
+        norm = Norm(norm, norm_eps, norm_momentum)
         s = ConvNormAct.tally(t, shape, squeeze, 1, norm=norm, act="relu")
         ConvNormAct.tally(t, s, expand1x1, 1, norm=norm, act="relu")
         e = ConvNormAct.tally(t, s, expand3x3, 3, norm=norm, act="relu")
@@ -361,7 +371,7 @@ FIRE = BlockSpec(
             Param("expand1x1", int, REQUIRED, "channels of the expand 1x1 conv", low=1, high=1 << 16, channels=True),
             Param("expand3x3", int, REQUIRED, "channels of the expand 3x3 conv", low=1, high=1 << 16,
                   channels=True),
-            common.norm("none")),
+            common.norm("none"), *common.norm_settings()),
     doc="SqueezeNet Fire module: squeeze 1x1, then expand 1x1 and 3x3 in parallel, concatenated.",
     paper="SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and <0.5MB model size (Iandola et al. 2016)",
 )

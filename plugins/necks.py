@@ -18,7 +18,7 @@ from nascore_plugins import common
 from nascore import LIST, BlockSpec, Param, hookimpl
 from nascore.blocks.tally import Tally, fmt_shape
 from nascore.errors import ShapeError
-from nascore.blocks.layers import ConvNormAct
+from nascore.blocks.layers import ConvNormAct, Norm, make_norm
 
 
 def _out(default: int, doc: str = "output channels") -> Param:
@@ -86,7 +86,7 @@ FPN = BlockSpec(
 
 
 class _PanStage(nn.Module):
-    def __init__(self, prev: int, channels: int, out: int, norm: str, act: str):
+    def __init__(self, prev: int, channels: int, out: int, norm: Norm, act: str):
         super().__init__()
         self.down = ConvNormAct(prev, channels, 3, 2, norm=norm, act=act)
         self.fuse = ConvNormAct(channels, out, 3, norm=norm, act=act)
@@ -104,8 +104,9 @@ class PathAggregation(nn.Module):
     (``ceil(H / 2)``). PANet itself takes ``N2 = P2`` unprocessed; here every level gets its 3x3 conv.
     """
 
-    def __init__(self, in_channels: list[int], out: int, norm: str, act: str):
+    def __init__(self, in_channels: list[int], out: int, norm: str, act: str, norm_eps: float, norm_momentum: float):
         super().__init__()
+        norm = Norm(norm, norm_eps, norm_momentum)
         self.first = ConvNormAct(in_channels[0], out, 3, norm=norm, act=act)
         self.stages = nn.ModuleList(_PanStage(out, c, out, norm, act) for c in in_channels[1:])
 
@@ -118,9 +119,10 @@ class PathAggregation(nn.Module):
         return outs
 
 
-def _pan_infer(in_shapes, out, norm, act):
+def _pan_infer(in_shapes, out, norm, act, norm_eps, norm_momentum):
     _maps(in_shapes, "pan")
     t = Tally()
+    norm = Norm(norm, norm_eps, norm_momentum)
     n = ConvNormAct.tally(t, in_shapes[0], out, 3, norm=norm, act=act)
     outs = {"n0": n}
     for i, p in enumerate(in_shapes[1:], start=1):
@@ -134,7 +136,7 @@ def _pan_infer(in_shapes, out, norm, act):
 
 PAN = BlockSpec(
     name="pan", aliases=("path_aggregation",), module=PathAggregation, infer=_pan_infer, arity=LIST,
-    params=(_out(256, "channels of every output level"), common.norm(), common.act()),
+    params=(_out(256, "channels of every output level"), common.norm(), common.act(), *common.norm_settings()),
     doc="PANet bottom-up path aggregation on top of an FPN: n0 = conv(p0), n_i = conv(p_i + stride-2 conv(n_{i-1})); "
         "inputs fine to coarse, outputs n0.. in the same order.",
     paper="Path Aggregation Network for Instance Segmentation (Liu et al. 2018); YOLOv4 (Bochkovskiy et al. 2020)",
@@ -143,17 +145,17 @@ PAN = BlockSpec(
 # -- ASPP -----------------------------------------------------------------------------------------------------------
 
 
-def _conv_bn_relu(in_channels: int, out: int, kernel: int = 1, dilation: int = 1) -> list[nn.Module]:
+def _conv_bn_relu(in_channels: int, out: int, norm: Norm, kernel: int = 1, dilation: int = 1) -> list[nn.Module]:
     padding = dilation if kernel == 3 else 0
     return [nn.Conv2d(in_channels, out, kernel, padding=padding, dilation=dilation, bias=False),
-            nn.BatchNorm2d(out), nn.ReLU()]
+            make_norm(norm, out), nn.ReLU()]
 
 
 class ASPPPooling(nn.Sequential):
     """Image-level branch: global average, 1x1 conv-BN-ReLU, bilinear upsampling back to the input size."""
 
-    def __init__(self, in_channels: int, out: int):
-        super().__init__(nn.AdaptiveAvgPool2d(1), *_conv_bn_relu(in_channels, out))
+    def __init__(self, in_channels: int, out: int, norm: Norm):
+        super().__init__(nn.AdaptiveAvgPool2d(1), *_conv_bn_relu(in_channels, out, norm))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
@@ -169,13 +171,15 @@ class ASPP(nn.Module):
     projection and dropout.
     """
 
-    def __init__(self, in_channels: int, out: int, rates: tuple[int, ...], dropout: float):
+    def __init__(self, in_channels: int, out: int, rates: tuple[int, ...], dropout: float, norm_eps: float,
+                 norm_momentum: float):
         super().__init__()
-        branches: list[nn.Module] = [nn.Sequential(*_conv_bn_relu(in_channels, out))]
-        branches += [nn.Sequential(*_conv_bn_relu(in_channels, out, 3, r)) for r in rates]
-        branches.append(ASPPPooling(in_channels, out))
+        norm = Norm("batch", norm_eps, norm_momentum)
+        branches: list[nn.Module] = [nn.Sequential(*_conv_bn_relu(in_channels, out, norm))]
+        branches += [nn.Sequential(*_conv_bn_relu(in_channels, out, norm, 3, r)) for r in rates]
+        branches.append(ASPPPooling(in_channels, out, norm))
         self.convs = nn.ModuleList(branches)
-        self.project = nn.Sequential(*_conv_bn_relu(len(branches) * out, out), nn.Dropout(dropout))
+        self.project = nn.Sequential(*_conv_bn_relu(len(branches) * out, out, norm), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         res: List[torch.Tensor] = []
@@ -184,7 +188,7 @@ class ASPP(nn.Module):
         return self.project(torch.cat(res, 1))
 
 
-def _aspp_infer(in_shapes, out, rates, dropout):
+def _aspp_infer(in_shapes, out, rates, dropout, norm_eps, norm_momentum):
     _maps(in_shapes, "aspp")
     t = Tally()
     shape = in_shapes[0]
@@ -201,7 +205,8 @@ def _aspp_infer(in_shapes, out, rates, dropout):
 ASPP_SPEC = BlockSpec(
     name="aspp", module=ASPP, infer=_aspp_infer,
     params=(_out(256), Param("rates", "ints", (12, 24, 36), "atrous rates of the 3x3 branches", low=1, high=256),
-            Param("dropout", float, 0.5, "dropout after the projection (train only)", low=0.0, high=0.99)),
+            Param("dropout", float, 0.5, "dropout after the projection (train only)", low=0.0, high=0.99),
+            *common.norm_settings()),
     doc="DeepLabV3 ASPP: parallel 1x1, atrous 3x3 (one per rate) and image-pooling branches, concatenated and "
         "projected by a 1x1 conv-BN-ReLU.",
     paper="Rethinking Atrous Convolution for Semantic Image Segmentation (Chen et al. 2017, DeepLabV3)",
@@ -217,11 +222,13 @@ class PyramidPooling(nn.Module):
     Layout of the authors' ``PPM`` (semseg): bias-free conv, ``align_corners=True``.
     """
 
-    def __init__(self, in_channels: int, bins: tuple[int, ...], reduction: int | None):
+    def __init__(self, in_channels: int, bins: tuple[int, ...], reduction: int | None, norm_eps: float,
+                 norm_momentum: float):
         super().__init__()
         rd = _psp_reduction(in_channels, bins, reduction)
+        norm = Norm("batch", norm_eps, norm_momentum)
         self.features = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(b), *_conv_bn_relu(in_channels, rd)) for b in bins)
+            nn.Sequential(nn.AdaptiveAvgPool2d(b), *_conv_bn_relu(in_channels, rd, norm)) for b in bins)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
@@ -239,7 +246,7 @@ def _psp_reduction(channels: int, bins, reduction: int | None) -> int:
     return channels // len(bins)
 
 
-def _psp_infer(in_shapes, bins, reduction):
+def _psp_infer(in_shapes, bins, reduction, norm_eps, norm_momentum):
     _maps(in_shapes, "psp")
     t = Tally()
     c, h, w = in_shapes[0]
@@ -254,7 +261,7 @@ PSP = BlockSpec(
     name="psp", aliases=("pyramid_pooling", "ppm"), module=PyramidPooling, infer=_psp_infer,
     params=(Param("bins", "ints", (1, 2, 3, 6), "output sizes of the adaptive poolings", low=1, high=64),
             Param("reduction", int, None, "channels of each pooled branch (default: input channels / bins)", low=1,
-                  high=1 << 16, channels=True)),
+                  high=1 << 16, channels=True), *common.norm_settings()),
     doc="PSPNet pyramid pooling: pool to several bin sizes, 1x1 conv-BN-ReLU, upsample, concatenate with the input.",
     paper="Pyramid Scene Parsing Network (Zhao et al. 2017)",
 )

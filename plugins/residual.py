@@ -16,6 +16,7 @@ from nascore.errors import ShapeError
 from nascore.blocks.layers import (
     ConvNormAct,
     DropPath,
+    Norm,
     SqueezeExcite,
     act_params,
     make_act,
@@ -41,16 +42,16 @@ def _needs_projection(in_channels: int, out: int, stride: int) -> bool:
     return stride != 1 or in_channels != out
 
 
-def _shortcut(in_channels: int, out: int, stride: int) -> nn.Module:
+def _shortcut(in_channels: int, out: int, stride: int, norm: Norm) -> nn.Module:
     """torchvision's downsample: 1x1 conv (stride) + BN when the shape changes, else identity."""
     if _needs_projection(in_channels, out, stride):
-        return ConvNormAct(in_channels, out, 1, stride, act="none")
+        return ConvNormAct(in_channels, out, 1, stride, norm=norm, act="none")
     return nn.Identity()
 
 
-def _shortcut_tally(t: Tally, shape, out: int, stride: int):
+def _shortcut_tally(t: Tally, shape, out: int, stride: int, norm: Norm):
     if _needs_projection(shape[0], out, stride):
-        return ConvNormAct.tally(t, shape, out, 1, stride, act="none")
+        return ConvNormAct.tally(t, shape, out, 1, stride, norm=norm, act="none")
     return shape
 
 
@@ -72,13 +73,14 @@ class BasicBlock(nn.Module):
     [Deep Residual Learning for Image Recognition, He et al. 2016]
     """
 
-    def __init__(self, in_channels, out, stride, se_ratio, act, drop_path):
+    def __init__(self, in_channels, out, stride, se_ratio, act, drop_path, norm_eps, norm_momentum):
         super().__init__()
-        self.conv1 = ConvNormAct(in_channels, out, 3, stride, act=act)
-        self.conv2 = ConvNormAct(out, out, 3, act="none")
+        norm = Norm("batch", norm_eps, norm_momentum)
+        self.conv1 = ConvNormAct(in_channels, out, 3, stride, norm=norm, act=act)
+        self.conv2 = ConvNormAct(out, out, 3, norm=norm, act="none")
         self.se = _se(out, se_ratio, act)
         self.drop_path = DropPath(drop_path)
-        self.shortcut = _shortcut(in_channels, out, stride)
+        self.shortcut = _shortcut(in_channels, out, stride, norm)
         self.act = make_act(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,10 +90,11 @@ class BasicBlock(nn.Module):
         return self.act(out)
 
     @staticmethod
-    def tally(t, shape, out, stride, se_ratio, act, drop_path):
-        short = _shortcut_tally(t, shape, out, stride)
-        shape = ConvNormAct.tally(t, shape, out, 3, stride, act=act)
-        shape = ConvNormAct.tally(t, shape, out, 3, act="none")
+    def tally(t, shape, out, stride, se_ratio, act, drop_path, norm_eps, norm_momentum):
+        norm = Norm("batch", norm_eps, norm_momentum)
+        short = _shortcut_tally(t, shape, out, stride, norm)
+        shape = ConvNormAct.tally(t, shape, out, 3, stride, norm=norm, act=act)
+        shape = ConvNormAct.tally(t, shape, out, 3, norm=norm, act="none")
         shape = _se_tally(t, shape, se_ratio, act)
         t.add_params(act_params(act))
         return _joined(shape, short)
@@ -116,15 +119,17 @@ class Bottleneck(nn.Module):
     Squeeze-and-Excitation Networks, Hu et al. 2018]
     """
 
-    def __init__(self, in_channels, out, stride, groups, base_width, expansion, se_ratio, act, drop_path):
+    def __init__(self, in_channels, out, stride, groups, base_width, expansion, se_ratio, act, drop_path, norm_eps,
+                 norm_momentum):
         super().__init__()
+        norm = Norm("batch", norm_eps, norm_momentum)
         width = _bottleneck_width(out, expansion, base_width, groups)
-        self.conv1 = ConvNormAct(in_channels, width, 1, act=act)
-        self.conv2 = ConvNormAct(width, width, 3, stride, groups=groups, act=act)
-        self.conv3 = ConvNormAct(width, out, 1, act="none")
+        self.conv1 = ConvNormAct(in_channels, width, 1, norm=norm, act=act)
+        self.conv2 = ConvNormAct(width, width, 3, stride, groups=groups, norm=norm, act=act)
+        self.conv3 = ConvNormAct(width, out, 1, norm=norm, act="none")
         self.se = _se(out, se_ratio, act)
         self.drop_path = DropPath(drop_path)
-        self.shortcut = _shortcut(in_channels, out, stride)
+        self.shortcut = _shortcut(in_channels, out, stride, norm)
         self.act = make_act(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -134,12 +139,13 @@ class Bottleneck(nn.Module):
         return self.act(out)
 
     @staticmethod
-    def tally(t, shape, out, stride, groups, base_width, expansion, se_ratio, act, drop_path):
+    def tally(t, shape, out, stride, groups, base_width, expansion, se_ratio, act, drop_path, norm_eps, norm_momentum):
+        norm = Norm("batch", norm_eps, norm_momentum)
         width = _bottleneck_width(out, expansion, base_width, groups)
-        short = _shortcut_tally(t, shape, out, stride)
-        shape = ConvNormAct.tally(t, shape, width, 1, act=act)
-        shape = ConvNormAct.tally(t, shape, width, 3, stride, groups=groups, act=act)
-        shape = ConvNormAct.tally(t, shape, out, 1, act="none")
+        short = _shortcut_tally(t, shape, out, stride, norm)
+        shape = ConvNormAct.tally(t, shape, width, 1, norm=norm, act=act)
+        shape = ConvNormAct.tally(t, shape, width, 3, stride, groups=groups, norm=norm, act=act)
+        shape = ConvNormAct.tally(t, shape, out, 1, norm=norm, act="none")
         shape = _se_tally(t, shape, se_ratio, act)
         t.add_params(act_params(act))
         return _joined(shape, short)
@@ -149,7 +155,8 @@ _SE_DOC = "squeeze-excitation ratio of the output channels, on the branch before
 
 BASIC = BlockSpec(
     name="resnet_basic", aliases=("basic_block",), module=BasicBlock, infer=infer_with(BasicBlock),
-    params=(common.out(), common.stride(), common.se_ratio(0.0, _SE_DOC), common.act(), common.drop_path()),
+    params=(common.out(), common.stride(), common.se_ratio(0.0, _SE_DOC), common.act(), common.drop_path(),
+            *common.norm_settings()),
     doc="ResNet basic block: two 3x3 convolutions plus an identity or 1x1-projection shortcut (ResNet-18/34).",
     paper="Deep Residual Learning for Image Recognition (He et al. 2016)",
 )
@@ -162,7 +169,7 @@ BOTTLENECK = BlockSpec(
             Param("base_width", int, 64, "width per group: 3x3 width = int(planes x base_width/64) x groups",
                   low=1, high=1 << 12),
             Param("expansion", int, 4, "output channels / planes", low=1, high=16),
-            common.se_ratio(0.0, _SE_DOC), common.act(), common.drop_path()),
+            common.se_ratio(0.0, _SE_DOC), common.act(), common.drop_path(), *common.norm_settings()),
     doc="ResNet bottleneck block: 1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand, shortcut (ResNet-50+).",
     paper="Deep Residual Learning for Image Recognition (He et al. 2016); Aggregated Residual Transformations for "
           "Deep Neural Networks (Xie et al. 2017); Squeeze-and-Excitation Networks (Hu et al. 2018)",
@@ -179,20 +186,22 @@ class Res2NetBlock(nn.Module):
     3x3 average-pooled (timm's Bottle2neck). [Res2Net: A New Multi-scale Backbone Architecture, Gao et al. 2019]
     """
 
-    def __init__(self, in_channels, out, stride, scale, base_width, groups, se_ratio, act, drop_path):
+    def __init__(self, in_channels, out, stride, scale, base_width, groups, se_ratio, act, drop_path, norm_eps,
+                 norm_momentum):
         super().__init__()
+        norm = Norm("batch", norm_eps, norm_momentum)
         width = _bottleneck_width(out, 4, base_width, groups)
         self.width = width
         self.scale = scale
         self.is_first = _needs_projection(in_channels, out, stride)
-        self.conv1 = ConvNormAct(in_channels, width * scale, 1, act=act)
-        self.convs = nn.ModuleList([ConvNormAct(width, width, 3, stride, groups=groups, act=act)
+        self.conv1 = ConvNormAct(in_channels, width * scale, 1, norm=norm, act=act)
+        self.convs = nn.ModuleList([ConvNormAct(width, width, 3, stride, groups=groups, norm=norm, act=act)
                                     for _ in range(max(1, scale - 1))])
         self.pool = nn.AvgPool2d(3, stride, 1) if self.is_first else nn.Identity()
-        self.conv3 = ConvNormAct(width * scale, out, 1, act="none")
+        self.conv3 = ConvNormAct(width * scale, out, 1, norm=norm, act="none")
         self.se = _se(out, se_ratio, act)
         self.drop_path = DropPath(drop_path)
-        self.shortcut = _shortcut(in_channels, out, stride)
+        self.shortcut = _shortcut(in_channels, out, stride, norm)
         self.act = make_act(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -211,16 +220,17 @@ class Res2NetBlock(nn.Module):
         return self.act(out)
 
     @staticmethod
-    def tally(t, shape, out, stride, scale, base_width, groups, se_ratio, act, drop_path):
+    def tally(t, shape, out, stride, scale, base_width, groups, se_ratio, act, drop_path, norm_eps, norm_momentum):
+        norm = Norm("batch", norm_eps, norm_momentum)
         width = _bottleneck_width(out, 4, base_width, groups)
-        short = _shortcut_tally(t, shape, out, stride)
-        split = ConvNormAct.tally(t, shape, width * scale, 1, act=act)
+        short = _shortcut_tally(t, shape, out, stride, norm)
+        split = ConvNormAct.tally(t, shape, width * scale, 1, norm=norm, act=act)
         split = (width,) + split[1:]
         for _ in range(max(1, scale - 1)):
-            branch = ConvNormAct.tally(t, split, width, 3, stride, groups=groups, act=act)
+            branch = ConvNormAct.tally(t, split, width, 3, stride, groups=groups, norm=norm, act=act)
         if scale > 1 and _needs_projection(shape[0], out, stride):
             t.pool(split, 3, stride, 1)
-        shape = ConvNormAct.tally(t, (width * scale,) + branch[1:], out, 1, act="none")
+        shape = ConvNormAct.tally(t, (width * scale,) + branch[1:], out, 1, norm=norm, act="none")
         shape = _se_tally(t, shape, se_ratio, act)
         t.add_params(act_params(act))
         return _joined(shape, short)
@@ -234,7 +244,7 @@ RES2NET = BlockSpec(
                   high=1 << 12),
             Param("groups", int, 1, "groups of each split's 3x3 convolution (Res2NeXt cardinality)",
                   low=1, high=1 << 12),
-            common.se_ratio(0.0, _SE_DOC), common.act(), common.drop_path()),
+            common.se_ratio(0.0, _SE_DOC), common.act(), common.drop_path(), *common.norm_settings()),
     doc="Res2Net bottleneck: hierarchical 3x3 convolutions across channel splits for multi-scale features.",
     paper="Res2Net: A New Multi-scale Backbone Architecture (Gao et al. 2019)",
 )
@@ -245,12 +255,12 @@ RES2NET = BlockSpec(
 class DenseLayer(nn.Sequential):
     """BN-ReLU-1x1 (bn_size x growth) - BN-ReLU-3x3 (growth), convolutions without bias (torchvision)."""
 
-    def __init__(self, in_channels, growth, bn_size, drop_rate):
+    def __init__(self, in_channels, growth, bn_size, drop_rate, norm):
         super().__init__()
-        self.norm1 = make_norm("batch", in_channels)
+        self.norm1 = make_norm(norm, in_channels)
         self.act1 = make_act("relu")
         self.conv1 = nn.Conv2d(in_channels, bn_size * growth, 1, bias=False)
-        self.norm2 = make_norm("batch", bn_size * growth)
+        self.norm2 = make_norm(norm, bn_size * growth)
         self.act2 = make_act("relu")
         self.conv2 = nn.Conv2d(bn_size * growth, growth, 3, padding=1, bias=False)
         self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
@@ -269,9 +279,10 @@ class DenseBlock(nn.Module):
     Output channels: in + layers x growth. [Densely Connected Convolutional Networks, Huang et al. 2017]
     """
 
-    def __init__(self, in_channels, layers, growth, bn_size, drop_rate):
+    def __init__(self, in_channels, layers, growth, bn_size, drop_rate, norm_eps, norm_momentum):
         super().__init__()
-        self.layers = nn.ModuleList([DenseLayer(in_channels + i * growth, growth, bn_size, drop_rate)
+        norm = Norm("batch", norm_eps, norm_momentum)
+        self.layers = nn.ModuleList([DenseLayer(in_channels + i * growth, growth, bn_size, drop_rate, norm)
                                      for i in range(layers)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -281,7 +292,7 @@ class DenseBlock(nn.Module):
         return torch.cat(features, 1)
 
     @staticmethod
-    def tally(t, shape, layers, growth, bn_size, drop_rate):
+    def tally(t, shape, layers, growth, bn_size, drop_rate, norm_eps, norm_momentum):
         c = shape[0]
         for _ in range(layers):
             out = DenseLayer.tally(t, (c,) + shape[1:], growth, bn_size)
@@ -295,16 +306,16 @@ class Transition(nn.Sequential):
     [Densely Connected Convolutional Networks, Huang et al. 2017]
     """
 
-    def __init__(self, in_channels, compression):
+    def __init__(self, in_channels, compression, norm_eps, norm_momentum):
         super().__init__()
         out = _compressed(in_channels, compression)
-        self.norm = make_norm("batch", in_channels)
+        self.norm = make_norm(Norm("batch", norm_eps, norm_momentum), in_channels)
         self.act = make_act("relu")
         self.conv = nn.Conv2d(in_channels, out, 1, bias=False)
         self.pool = nn.AvgPool2d(2, 2)
 
     @staticmethod
-    def tally(t, shape, compression):
+    def tally(t, shape, compression, norm_eps, norm_momentum):
         shape = t.norm(shape)
         shape = t.conv(shape, _compressed(shape[0], compression), 1)
         return t.pool(shape, 2, 2)
@@ -322,14 +333,16 @@ DENSE_BLOCK = BlockSpec(
     params=(Param("layers", int, 6, "dense layers in the block", low=0, high=256),
             Param("growth", int, 32, "growth rate k: channels each layer adds", low=1, high=4096, channels=True),
             Param("bn_size", int, 4, "bottleneck 1x1 width = bn_size x growth", low=1, high=16),
-            Param("drop_rate", float, 0.0, "dropout after each layer (train only)", low=0.0, high=0.99)),
+            Param("drop_rate", float, 0.0, "dropout after each layer (train only)", low=0.0, high=0.99),
+            *common.norm_settings()),
     doc="DenseNet dense block: each BN-ReLU-1x1-BN-ReLU-3x3 layer reads all earlier features, concatenated.",
     paper="Densely Connected Convolutional Networks (Huang et al. 2017)",
 )
 
 DENSE_TRANSITION = BlockSpec(
     name="dense_transition", module=Transition, infer=infer_with(Transition),
-    params=(Param("compression", float, 0.5, "output channels = int(in x compression)", low=0.01, high=1.0),),
+    params=(Param("compression", float, 0.5, "output channels = int(in x compression)", low=0.01, high=1.0),
+            *common.norm_settings()),
     doc="DenseNet transition: BN-ReLU-1x1 convolution compressing the channels, then 2x2 average pooling.",
     paper="Densely Connected Convolutional Networks (Huang et al. 2017)",
 )

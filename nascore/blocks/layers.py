@@ -7,6 +7,7 @@ Options that are off become ``nn.Identity`` so every ``forward`` is straight-lin
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -60,34 +61,64 @@ def group_count(channels: int, groups: int = 32) -> int:
     return math.gcd(channels, groups)
 
 
-def make_norm(name: str, channels: int) -> nn.Module:
-    """A normalisation module by name for ``channels`` feature maps; ``none`` is Identity."""
-    if name == "batch":
-        return nn.BatchNorm2d(channels)
-    if name == "group":
-        return nn.GroupNorm(group_count(channels), channels)
-    if name == "layer":
-        return LayerNorm2d(channels)
-    if name == "instance":
-        return nn.InstanceNorm2d(channels, affine=True)
+NORM_EPS = 1e-5       # PyTorch's defaults for every norm here; a block's norm_eps / norm_momentum start from these
+NORM_MOMENTUM = 0.1
+
+
+@dataclass(frozen=True)
+class Norm:
+    """A normalisation by name with its settings: what :func:`make_norm` builds and ``ConvNormAct`` takes as ``norm``.
+
+    ``eps`` is added to the variance by every kind; ``momentum`` weighs a batch's statistics into the running ones
+    (PyTorch's convention, ``new = (1 - m) * old + m * batch``) and only matters for batch norm. Pretrained models
+    differ here (torchvision's MobileNetV3: eps 1e-3, momentum 0.01), which changes the function they compute.
+    """
+
+    kind: str = "batch"
+    eps: float = NORM_EPS
+    momentum: float = NORM_MOMENTUM
+
+
+def as_norm(norm: str | Norm) -> Norm:
+    """A norm name (``"batch"``) with the default settings, or a :class:`Norm` as it is."""
+    return Norm(norm) if isinstance(norm, str) else norm
+
+
+def norm_kind(norm: str | Norm) -> str:
+    """The name of a norm given by name or as a :class:`Norm` (what a Tally's cost rules need)."""
+    return norm if isinstance(norm, str) else norm.kind
+
+
+def make_norm(norm: str | Norm, channels: int) -> nn.Module:
+    """A normalisation module for ``channels`` feature maps, by name or as a :class:`Norm`; ``none`` is Identity."""
+    norm = as_norm(norm)
+    if norm.kind == "batch":
+        return nn.BatchNorm2d(channels, eps=norm.eps, momentum=norm.momentum)
+    if norm.kind == "group":
+        return nn.GroupNorm(group_count(channels), channels, eps=norm.eps)
+    if norm.kind == "layer":
+        return LayerNorm2d(channels, eps=norm.eps)
+    if norm.kind == "instance":
+        return nn.InstanceNorm2d(channels, eps=norm.eps, momentum=norm.momentum, affine=True)
     return nn.Identity()
 
 
 class ConvNormAct(nn.Sequential):
     """Convolution, normalisation, activation: the unit nearly every block is made of.
 
-    Bias defaults to on only without a norm (a norm's shift makes it redundant).
+    ``norm`` is a name or a :class:`Norm` with its settings. Bias defaults to on only without a norm (a norm's shift
+    makes it redundant).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int | tuple[int, int] = 1, stride: int = 1,
                  padding: int | tuple[int, int] | None = None, dilation: int = 1, groups: int = 1,
-                 norm: str = "batch", act: str = "relu", bias: bool | None = None):
+                 norm: str | Norm = "batch", act: str = "relu", bias: bool | None = None):
         padding = same_padding(kernel, dilation) if padding is None else pair(padding)
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, pair(kernel), stride, padding, dilation, groups,
-                              bias=(norm == "none") if bias is None else bias)
+                              bias=(norm_kind(norm) == "none") if bias is None else bias)
         # Parts that are off are left out, not kept as Identity: a module call per layer is measurable at batch 1.
-        if norm != "none":
+        if norm_kind(norm) != "none":
             self.norm = make_norm(norm, out_channels)
         if act != "none":
             self.act = make_act(act)
@@ -95,10 +126,11 @@ class ConvNormAct(nn.Sequential):
     @staticmethod
     def tally(t: Tally, shape: Shape, out_channels: int, kernel: int | tuple[int, int] = 1, stride: int = 1,
               padding: int | tuple[int, int] | None = None, dilation: int = 1, groups: int = 1,
-              norm: str = "batch", act: str = "relu", bias: bool | None = None) -> Shape:
+              norm: str | Norm = "batch", act: str = "relu", bias: bool | None = None) -> Shape:
+        kind = norm_kind(norm)
         shape = t.conv(shape, out_channels, kernel, stride, padding, dilation, groups,
-                       bias=(norm == "none") if bias is None else bias)
-        shape = t.norm(shape, norm)
+                       bias=(kind == "none") if bias is None else bias)
+        shape = t.norm(shape, kind)
         t.add_params(act_params(act))
         return shape
 
