@@ -236,6 +236,11 @@ def graph_scale(file, out, width, depth, resolution, compound, phi) -> None:
 @click.option("--evaluator", help="How trials are scored (`nascore evaluators`); default: the space's, else train.")
 @click.option("--evaluator-option", "evaluator_options", multiple=True, metavar="KEY=VALUE",
               help="An option of the evaluator (e.g. checkpoint=supernet/ for the supernet evaluator).")
+@click.option("--warm-start", "warm_start_proxy", metavar="PROXY",
+              help="Warm start: score --warm-start-candidates samples with this zero-cost proxy (e.g. naswot) and "
+                   "train only the --warm-start-top best.")
+@click.option("--warm-start-candidates", type=click.IntRange(min=1), help="Warm start: samples the proxy scores (M).")
+@click.option("--warm-start-top", type=click.IntRange(min=1), help="Warm start: best-scored samples trained (k).")
 @click.option("--storage", help="Optuna storage URL (default sqlite in the run dir; journal:PATH; postgresql://...).")
 @click.option("--seed", type=int, help="Base seed (trial n trains with seed + n).")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False),
@@ -243,7 +248,8 @@ def graph_scale(file, out, width, depth, resolution, compound, phi) -> None:
 @_fail_cleanly
 def search_command(space, resume, runs_root, strategy, trials, epochs, workers, cpus_per_trial, gpus_per_trial,
                    address, data, data_root, objectives, max_params, max_macs, max_latency_ms, pruner, evaluator,
-                   evaluator_options, storage, seed, export_dir) -> None:
+                   evaluator_options, warm_start_proxy, warm_start_candidates, warm_start_top, storage, seed,
+                   export_dir) -> None:
     """Search the architectures of SPACE (a search-space YAML) on local Ray, or a cluster with --address."""
     from nascore.errors import NascoreError
     from nascore.nas.driver import search
@@ -256,7 +262,8 @@ def search_command(space, resume, runs_root, strategy, trials, epochs, workers, 
                      gpus_per_trial=gpus_per_trial, address=address, data=data, data_root=data_root,
                      objectives=list(objectives) or None, constraints=constraints or None, pruner=pruner,
                      evaluator=evaluator, evaluator_options=_settings(evaluator_options, "--evaluator-option") or None,
-                     storage=storage, seed=seed)
+                     warm_start_proxy=warm_start_proxy, warm_start_candidates=warm_start_candidates,
+                     warm_start_top=warm_start_top, storage=storage, seed=seed)
     try:
         run = search(space, resume=resume, runs_root=runs_root, **overrides)
     except KeyboardInterrupt:

@@ -10,6 +10,9 @@ Every trial carries a :class:`Kind` in its user attribute ``kind``:
 - ``duplicate``: the same architecture (structural hash) as a trial trained or training; it takes that result.
 - ``invalid``: the sample is not a valid graph. ``rejected``: it breaks a hard constraint (params, MACs, latency).
 - ``interrupted``: in flight when the search stopped; a resume marks it so (and runs a trained one again).
+- ``scored``: warm start only: scored by the zero-cost proxy and not among the best ``warm_start_top``, so never
+  trained (state FAIL, so no strategy learns from it and it never becomes the best; its user attribute ``proxy``
+  keeps the score).
 
 Only ``trained`` and ``failed`` trials count towards the budget of ``trials``.
 """
@@ -31,6 +34,7 @@ class Kind(str, Enum):
     INVALID = "invalid"
     REJECTED = "rejected"
     INTERRUPTED = "interrupted"
+    SCORED = "scored"
 
     @classmethod
     def of(cls, value: Any) -> Kind | None:
@@ -52,8 +56,9 @@ class State(Enum):
 
 
 BUDGET_KINDS = (Kind.TRAINED, Kind.FAILED)   # what counts towards `trials`; rejected / invalid / duplicate do not
-COUNTED_KINDS = (Kind.REJECTED, Kind.INVALID, Kind.DUPLICATE, Kind.INTERRUPTED)   # counted by kind, not state
-COUNT_KEYS = ("complete", "pruned", "failed", "running", "rejected", "invalid", "duplicate", "interrupted")
+COUNTED_KINDS = (Kind.REJECTED, Kind.INVALID, Kind.DUPLICATE, Kind.INTERRUPTED, Kind.SCORED)   # by kind, not state
+COUNT_KEYS = ("complete", "pruned", "failed", "running", "rejected", "invalid", "duplicate", "interrupted",
+              "scored")
 
 
 @dataclass(frozen=True)
@@ -71,15 +76,16 @@ class TrialRecord:
 # counting ---------------------------------------------------------------------------------------------------------
 
 def budget_used(records: Iterable[TrialRecord]) -> int:
-    """Trials that count towards the budget: trained or failed, however they ended."""
-    return sum(1 for r in records if r.kind in BUDGET_KINDS)
+    """Trials that count towards the budget: trained or failed, however they ended (one still running, such as a
+    warm start's chosen trial waiting for a worker, is counted when it ends)."""
+    return sum(1 for r in records if r.kind in BUDGET_KINDS and r.state is not State.RUNNING)
 
 
 def counts(records: Iterable[TrialRecord]) -> dict[str, int]:
     """Trials per outcome, as summary.json and the progress line report them (keys in COUNT_KEYS order).
 
-    Rejected, invalid, duplicate and interrupted trials are counted by kind; the others by state (a pruned trial is
-    ``trained`` and PRUNED; a failed one FAIL). Waiting (enqueued, not yet asked) trials are not counted.
+    Rejected, invalid, duplicate, interrupted and scored-only trials are counted by kind; the others by state (a
+    pruned trial is ``trained`` and PRUNED; a failed one FAIL). Waiting (enqueued, not yet asked) trials are not counted.
     """
     result = dict.fromkeys(COUNT_KEYS, 0)
     by_state = {State.COMPLETE: "complete", State.PRUNED: "pruned", State.FAIL: "failed", State.RUNNING: "running"}
@@ -211,7 +217,8 @@ def status_line(tally: Mapping[str, int], best_trials: Sequence[TrialRecord], tr
     head = "finished" if final else "progress"
     return (f"{head}: {done}/{trials} trained, {tally['running']} running, {tally['failed']} failed, "
             f"{tally['pruned']} pruned, {tally['rejected'] + tally['invalid']} rejected/invalid, "
-            f"{tally['duplicate']} duplicates; {text}")
+            f"{tally['duplicate']} duplicates"
+            + (f", {tally['scored']} scored only" if tally.get("scored") else "") + f"; {text}")
 
 
 __all__ = ["BUDGET_KINDS", "COUNT_KEYS", "Budget", "Dedup", "Kind", "State", "TrialBook", "TrialRecord", "Verdict",

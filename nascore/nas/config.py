@@ -59,6 +59,13 @@ class SearchConfig:
     storage: str | None = setting(str, None, "Optuna storage URL (none: the run's study.db)")
     seed: int = setting(int, 0, "seed of the strategy; trial N trains with seed + N")
     max_retries: int = setting(int, 1, "retries of a trial whose worker died", low=0)
+    warm_start_proxy: str | None = setting(str, None, "warm start: score warm_start_candidates samples with this "
+                                           "zero-cost proxy (an evaluator that scores without training, e.g. "
+                                           "naswot) and train only the warm_start_top best (none: no warm start)")
+    warm_start_candidates: int | None = setting(int, None, "warm start: how many samples the proxy scores (M)",
+                                                low=1)
+    warm_start_top: int | None = setting(int, None, "warm start: how many of the best-scored samples are trained "
+                                         "(k; at most warm_start_candidates and trials)", low=1)
 
     @property
     def directions(self) -> list[str]:
@@ -84,5 +91,27 @@ class SearchConfig:
             self.objectives = [self.objectives]
         try:
             check_settings(self)
+            self._check_warm_start()
         except ParamError as err:
             raise err.located(where) from None
+
+    def _check_warm_start(self) -> None:
+        """The three warm-start settings come together: a proxy, M candidates, k <= M and k <= trials."""
+        given = {k: getattr(self, k) for k in ("warm_start_candidates", "warm_start_top")}
+        if self.warm_start_proxy is None:
+            for key, value in given.items():
+                if value is not None:
+                    raise ParamError(f"got {value!r} without warm_start_proxy; expected a proxy to score the "
+                                     f"candidates with (e.g. warm_start_proxy: naswot)", where=f"parameter {key!r}")
+            return
+        for key, value in given.items():
+            if value is None:
+                raise ParamError(f"missing with warm_start_proxy {self.warm_start_proxy!r}; expected a number >= 1",
+                                 where=f"parameter {key!r}")
+        if self.warm_start_top > self.warm_start_candidates:
+            raise ParamError(f"got {self.warm_start_top}, expected at most warm_start_candidates "
+                             f"({self.warm_start_candidates}): only the scored candidates can be trained",
+                             where="parameter 'warm_start_top'")
+        if self.warm_start_top > self.trials:
+            raise ParamError(f"got {self.warm_start_top}, expected at most trials ({self.trials}): the trained "
+                             f"candidates count towards the trials", where="parameter 'warm_start_top'")

@@ -11,6 +11,14 @@ the trial's device) before any training. Structurally identical samples (canonic
 are trained once and the others take its result. A failure of any kind (invalid sample, NaN loss, out of memory,
 a worker process dying) is recorded with its reason and the search goes on.
 
+Warm start (``warm_start_proxy``, ``warm_start_candidates`` M, ``warm_start_top`` k): before any training the
+driver asks M trials, scores each sampled architecture with a zero-cost proxy in this process (milliseconds each,
+with the initial weights its trial would train from), trains the best k as ordinary trials (they count towards
+``trials``; a larger budget goes on with the strategy afterwards) and tells the others as FAIL of kind ``scored``,
+so no strategy learns from them and none becomes the best. Every scored trial keeps its score as the user
+attributes ``proxy`` and ``proxy_name``; the study's ``warm_start`` attribute marks the phase done, so a resume
+skips it.
+
 Resume (``--resume RUN``) after Ctrl-C or SIGKILL: finished trials stay, none runs twice, trials that were in flight
 are marked interrupted and their exact parameters run again.
 
@@ -31,7 +39,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from nascore.errors import EvaluatorError, NascoreError, RunError, StrategyError, plugin_code
+from nascore.errors import EvaluatorError, NascoreError, ParamError, RunError, StrategyError, plugin_code
 from nascore.io.atomic import atomic_write_text
 from nascore.nas.book import Budget, Dedup, Kind, TrialBook, TrialRecord, best, budget_used, counts, status_line
 from nascore.nas.config import SearchConfig
@@ -80,6 +88,7 @@ class Search:
         self._published: list[int] = []
         self._dirty = False                        # a trial finished since the summary was last written
         self.epochs = config.epochs                # per trial: the evaluator's own count when it fixes one
+        self._queued: list[tuple[Any, ...]] = []   # warm start's best: (trial, graph, analysis, hash) to train
 
     # the run -------------------------------------------------------------------------------------------------------
 
@@ -93,11 +102,16 @@ class Search:
         if evaluator.check is not None:
             with plugin_code("its check", EvaluatorError, where=f"evaluator {evaluator.name!r}"):
                 evaluator.check(options, self.space)
+        unserved = [o for o in self.config.objectives
+                    if evaluator.objectives is not None and o not in evaluator.objectives]
+        if unserved:
+            raise EvaluatorError(f"cannot serve objective {', '.join(unserved)}; it serves "
+                                 f"{', '.join(evaluator.objectives)}", where=f"evaluator {evaluator.name!r}")
         self.epochs = evaluator.epochs or self.config.epochs
+        warm = self._warm_start_spec(evaluator)
         splits = load_dataset(self.config.data, self.config.data_root, **self.config.data_params)
         self.data_shape = SimpleNamespace(name=self.config.data, input_shape=tuple(splits.input_shape),
                                           num_classes=splits.num_classes)
-        del splits
         self.run_dir.lock()
         self.run_dir.remove_leftovers()
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -110,6 +124,9 @@ class Search:
             self.say(f"search {self.run_dir.name}: {self.config.trials} trials of {self.epochs} epochs, "
                      f"{self.config.workers} worker(s), strategy {self.config.strategy}, objectives "
                      f"{', '.join(self.config.objectives)}")
+            if warm is not None:
+                self._warm_start(warm, splits)
+            del splits
             self._loop()
             self._write_summary("finished")
             self.say(self._status_line(final=True))
@@ -129,6 +146,111 @@ class Search:
     def _on_sigterm(self, signum, frame) -> None:
         raise KeyboardInterrupt
 
+    # warm start: score M samples with a proxy, train the best k -------------------------------------------------------
+
+    def _warm_start_spec(self, evaluator: Any) -> Any:
+        """The warm-start proxy's EvaluatorSpec (None without warm start); a ParamError naming the setting when it
+        is not an evaluator that scores without training, or the search's own evaluator does not train."""
+        from nascore.nas.evaluators import EVALUATORS
+
+        name = self.config.warm_start_proxy
+        if name is None:
+            return None
+        where = "search: parameter 'warm_start_proxy'"
+        if evaluator.epochs == 1:
+            raise ParamError(f"got {name!r} with evaluator {evaluator.name!r}, which trains nothing; expected a "
+                             f"training evaluator (train) to train the best warm_start_top", where=where)
+        try:
+            spec = EVALUATORS.get(name)
+            spec.resolve({})
+        except NascoreError as err:
+            raise ParamError(str(err), where=where) from None
+        if spec.epochs != 1:
+            raise ParamError(f"got {name!r}, which trains; expected an evaluator that scores without training "
+                             f"(a zero-cost proxy such as naswot; `nascore evaluators`)", where=where)
+        return spec
+
+    def _warm_start(self, spec: Any, splits: Any) -> None:
+        """Ask ``warm_start_candidates`` trials, score each with the proxy ``spec`` in this process, tell all but the
+        best ``warm_start_top`` as scored only (FAIL, kind ``scored``), and queue the best to train. Done once per
+        run: the study's ``warm_start`` attribute records it, and a resume skips it (the queued trials it left
+        running are run again by the recovery, like any interrupted trial)."""
+        import optuna
+
+        from nascore.nas.strategies import exhausted
+
+        done = self.study.user_attrs.get("warm_start")
+        if isinstance(done, dict) and done.get("done"):
+            return
+        config = self.config
+        wanted, top = config.warm_start_candidates, config.warm_start_top
+        started = time.perf_counter()
+        scored: list[tuple[float | None, Any, tuple[Any, Any, str]]] = []
+        seen: dict[str, int] = {}
+        misses = Budget(wanted)
+        while len(scored) < wanted:
+            if exhausted(self.study.sampler, self.study):
+                self.say("the strategy has no more architectures to propose")
+                break
+            trial = self._ask()
+            prepared = self._prepare(trial)
+            if prepared is not None and prepared[2] in seen:
+                trial.set_user_attr("duplicate_of", seen[prepared[2]])
+                self._end_early(trial, Kind.DUPLICATE, f"same architecture as trial {seen[prepared[2]]}, scored once")
+                prepared = None
+            if prepared is None:
+                if misses.missed():
+                    self.say(f"warm start: {misses.miss_limit} samples in a row were invalid, rejected or "
+                             f"duplicates; going on with {len(scored)}")
+                    break
+                continue
+            misses.launched()
+            seen[prepared[2]] = trial.number
+            value = self._proxy_score(spec, trial, prepared[0], splits)
+            scored.append((value, trial, prepared))
+        ranked = sorted(scored, key=lambda s: (s[0] is None, -(s[0] or 0.0), s[1].number))
+        winners = [s for s in ranked[:top] if s[0] is not None]
+        for value, trial, _ in ranked[len(winners):]:
+            trial.set_user_attr("kind", Kind.SCORED.value)
+            trial.set_user_attr("reason", trial.user_attrs.get("reason") or
+                                f"scored only: {spec.name} {value:.4g} not in the top {top} of {len(scored)}")
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        for _, trial, prepared in winners:
+            trial.set_user_attr("kind", Kind.TRAINED.value)   # so a resume runs it again if it never finished
+            self.book.start(prepared[2], trial.number)        # a later sample of it waits for its result
+            self._queued.append((trial, *prepared))
+        numbers = [t.number for _, t, _ in winners]
+        self.study.set_user_attr("warm_start", {"done": True, "proxy": spec.name, "scored": len(scored),
+                                                "top": numbers})
+        self._dirty = True
+        self.say(f"warm start: scored {len(scored)} candidates with {spec.name} in "
+                 f"{time.perf_counter() - started:.1f} s; training the best {len(numbers)} (trials "
+                 f"{', '.join(map(str, numbers)) or 'none'})")
+
+    def _proxy_score(self, spec: Any, trial: Any, graph: Any, splits: Any) -> float | None:
+        """The proxy's score of ``graph`` built as its trial would train it (same seed, so the same initial
+        weights), recorded as the trial's ``proxy`` and ``proxy_name``; None (and a ``reason``) when the proxy
+        cannot score it."""
+        import torch
+
+        from nascore.nas.evaluators import Candidate, make_evaluator
+        from nascore.training.trainer import Resize, TrainConfig
+
+        train = {"seed": self.config.seed + trial.number, **self.config.train, "epochs": self.epochs}
+        trial.set_user_attr("proxy_name", spec.name)
+        try:
+            torch.manual_seed(int(train["seed"]))
+            model = graph.build()
+            if tuple(graph.input_shape[1:]) != tuple(splits.input_shape[1:]):
+                model = Resize(model, tuple(graph.input_shape[1:]))
+            candidate = Candidate(model, graph, splits, TrainConfig.from_dict(train, "train"), torch.device("cpu"))
+            value = float(make_evaluator(spec.name, candidate).train_epoch()["val_acc"])
+        except NascoreError as err:   # TrialFailed (a NaN score) among them
+            trial.set_user_attr("reason", f"scored only: the {spec.name} proxy failed: {err}")
+            return None
+        trial.set_user_attr("proxy", value)
+        return value
+
     def _loop(self) -> None:
         """Keep every free slot busy while the budget lasts; advance whichever slot's step is done."""
         from nascore.nas.strategies import exhausted
@@ -140,7 +262,7 @@ class Search:
                 free = self.pool.idle_slot()
                 if free is None:
                     break
-                if exhausted(self.study.sampler, self.study):
+                if not self._queued and exhausted(self.study.sampler, self.study):
                     sampling = False
                     self.say("the strategy has no more architectures to propose")
                     break
@@ -159,19 +281,30 @@ class Search:
     # one trial -----------------------------------------------------------------------------------------------------
 
     def _launch(self, slot: Slot) -> bool:
-        """Ask for a trial and start it on ``slot``; False when it ended before training (invalid, rejected,
-        duplicate)."""
+        """Start a trial on ``slot``: the next one the warm start queued, else a new one asked for; False when it
+        ended before training (invalid, rejected, duplicate)."""
+        if self._queued:
+            return self._start(slot, *self._queued.pop(0))
+        trial = self._ask()
+        prepared = self._prepare(trial)
+        return prepared is not None and self._start(slot, trial, *prepared)
+
+    def _ask(self) -> Any:
+        try:
+            return self.study.ask()
+        except Exception as exc:  # noqa: BLE001 - the sampler (a plugin) failed: end cleanly, saying which
+            held = {job.trial.number for job in self.pool.jobs()} | {q[0].number for q in self._queued}
+            self.store.fail_running(f"the sampler raised {type(exc).__name__}", held)
+            raise StrategyError(f"its sampler raised {type(exc).__name__}: {str(exc)[:200]}",
+                                where=f"strategy {self.config.strategy!r}") from None
+
+    def _prepare(self, trial: Any) -> tuple[Any, Any, str] | None:
+        """Sample ``trial``'s architecture and check it: ``(graph, analysis, hash)`` of one to train, or None when
+        the trial ended here (invalid, rejected, or a duplicate that copies or waits for another's result)."""
         import optuna
 
         from nascore.graph.hashing import structural_hash
 
-        try:
-            trial = self.study.ask()
-        except Exception as exc:  # noqa: BLE001 - the sampler (a plugin) failed: end cleanly, saying which
-            held = {job.trial.number for job in self.pool.jobs()}
-            self.store.fail_running(f"the sampler raised {type(exc).__name__}", held)
-            raise StrategyError(f"its sampler raised {type(exc).__name__}: {str(exc)[:200]}",
-                                where=f"strategy {self.config.strategy!r}") from None
         try:
             graph = self.space.sample(trial)
             check_fits(graph, self.data_shape, where=f"{self.space.source}")
@@ -179,7 +312,7 @@ class Search:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
         except NascoreError as err:
-            return self._end_early(trial, Kind.INVALID, str(err))
+            return self._end_early(trial, Kind.INVALID, str(err)) or None
         except Exception as exc:  # noqa: BLE001 - suggest_* calls reach the sampler, a plugin
             trial.set_user_attr("reason", f"the sampler raised {type(exc).__name__}: {str(exc)[:200]}")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -191,25 +324,30 @@ class Search:
         limits = self.config.constraints
         for key, value in (("max_params", analysis.params), ("max_macs", analysis.macs)):
             if key in limits and value > limits[key]:
-                return self._end_early(trial, Kind.REJECTED, f"{key[4:]} {value:,} > {key} {limits[key]:,.0f}")
+                return self._end_early(trial, Kind.REJECTED,
+                                       f"{key[4:]} {value:,} > {key} {limits[key]:,.0f}") or None
         digest = structural_hash(graph)
         trial.set_user_attr("hash", digest)
         verdict = self.book.verdict(digest)
         if verdict.action is Dedup.COPY:
-            return self._copy_result(trial, verdict.of)
+            return self._copy_result(trial, verdict.of) or None
         if verdict.action is Dedup.WAIT:
             trial.set_user_attr("kind", Kind.DUPLICATE.value)
             trial.set_user_attr("duplicate_of", verdict.of)
             self.book.wait(digest, trial)
-            return False
+            return None
+        return graph, analysis, digest
+
+    def _start(self, slot: Slot, trial: Any, graph: Any, analysis: Any, digest: str) -> bool:
+        """Train ``trial``'s checked architecture on ``slot``."""
         self.book.start(digest, trial.number)
         trial.set_user_attr("kind", Kind.TRAINED.value)
-        graph_doc = graph.to_dict()
         atomic_write_text(self.run_dir.trial_dir(trial.number) / "graph.yaml", graph.to_yaml())
         train = {"seed": self.config.seed + trial.number, **self.config.train, "epochs": self.epochs}
         job = _Job(trial, info={"params": analysis.params, "macs": analysis.macs, "hash": digest},
                    started=time.perf_counter())
-        self.pool.start(slot, job, graph_doc, train, limits.get("max_latency_ms"),
+        limits = self.config.constraints
+        self.pool.start(slot, job, graph.to_dict(), train, limits.get("max_latency_ms"),
                         "latency_ms" in self.config.objectives)
         return True
 
@@ -249,6 +387,9 @@ class Search:
                                     f"{reprlib.repr(accuracy)} after epoch {job.epoch}; expected a finite number")
         job.history.append({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         trial.set_user_attr("history", job.history)
+        if isinstance(metrics.get("proxy_name"), str) and job.epoch == 1:   # a proxy evaluator names its score
+            trial.set_user_attr("proxy_name", metrics["proxy_name"])
+            trial.set_user_attr("proxy", float(metrics["val_acc"]))
         if len(self.config.objectives) == 1:
             trial.report(float(metrics["val_acc"]), job.epoch)
             if job.epoch < self.epochs and trial.should_prune():
@@ -368,12 +509,26 @@ class Search:
         tally, top = self._standing()
         return status_line(tally, top, self.config.trials, self.config.objectives, final=final)
 
+    def _scores(self) -> dict[str, Any]:
+        """What the numbers mean beyond accuracy: ``val_acc_is`` (a proxy evaluator's val_acc is its score, not an
+        accuracy) and ``warm_start`` (its proxy, how many it scored, the trials it chose)."""
+        from nascore.nas.evaluators import EVALUATORS
+
+        found: dict[str, Any] = {}
+        if EVALUATORS.get(self.config.evaluator).epochs == 1:
+            found["val_acc_is"] = f"the {self.config.evaluator} score (no training)"
+        warm = self.study.user_attrs.get("warm_start")
+        if isinstance(warm, dict):
+            found["warm_start"] = warm
+        return found
+
     def _write_summary(self, state: str, standing: tuple[dict[str, int], list[TrialRecord]] | None = None) -> None:
         if self.study is None:
             return
         tally, top = standing or self._standing()
         summary = {"run": self.run_dir.name, "state": state, "space": self.space.name,
                    "objectives": self.config.objectives, "directions": self.config.directions,
+                   "evaluator": self.config.evaluator, **self._scores(),
                    "counts": tally, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
                    ("best" if len(self.config.objectives) == 1 else "pareto"): [
                        {"trial": r.number, "values": r.values, "params": r.params,

@@ -79,7 +79,9 @@ class EvaluatorSpec:
     parameters (unknown ones are an error naming them). ``epochs``: how many times a trial calls ``train_epoch``
     when the evaluator fixes it (one for an evaluator that scores without training; None: the search's
     ``epochs``). ``check(options, space)``: called once when a search starts, with the checked options and the
-    :class:`~nascore.nas.space.SearchSpace`; it raises a NascoreError when the two cannot work together."""
+    :class:`~nascore.nas.space.SearchSpace`; it raises a NascoreError when the two cannot work together.
+    ``objectives``: the search objectives the evaluator can serve (None: all of them; a proxy, which reports no
+    test accuracy, leaves out ``test_acc``); a search asking for another is refused when it starts."""
 
     name: str
     make: EvaluatorFactory
@@ -88,6 +90,7 @@ class EvaluatorSpec:
     options: tuple[Param, ...] = ()
     epochs: int | None = None
     check: Callable[[Mapping[str, Any], Any], None] | None = None
+    objectives: tuple[str, ...] | None = None
 
     def resolve(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """``options`` checked and completed with defaults; an EvaluatorError naming the option otherwise."""

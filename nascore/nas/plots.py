@@ -4,6 +4,8 @@
                  against wall time since the search began (right), with the best-so-far line; pruned trials (at
                  their last reported value) and failed or interrupted ones (a mark on the axis) shown apart
     pareto.png   runs with several objectives: every trained trial and the Pareto front on the first two
+    proxy.png    runs with a warm start: the first objective of each trained trial against its zero-cost proxy
+                 score, and the scored-only candidates (never trained) as marks along the proxy axis
 
 Reads the study only (safe while a search runs); the PNGs are written atomically with matplotlib's Agg renderer,
 without pyplot, so no global backend or figure state is touched.
@@ -43,8 +45,10 @@ def _value(trial: Any, index: int, objective: str) -> float | None:
     return None
 
 
-def _label(objective: str, direction: str) -> str:
-    return f"{objective} ({'higher' if direction == 'maximize' else 'lower'} is better)"
+def _label(objective: str, direction: str, proxy: str | None = None) -> str:
+    """The axis label; with a proxy evaluator (``proxy``) val_acc is that proxy's score and says so."""
+    name = f"{proxy} score (val_acc)" if proxy and objective == "val_acc" else objective
+    return f"{name} ({'higher' if direction == 'maximize' else 'lower'} is better)"
 
 
 def _scale(ax: Any, values: list[float], axis: str = "y") -> None:
@@ -81,7 +85,8 @@ def _best_so_far(points: list[tuple[float, float]], maximize: bool) -> tuple[lis
     return xs, ys
 
 
-def _history_figure(trials: list[Any], objectives: list[str], directions: list[str], start: Any, title: str):
+def _history_figure(trials: list[Any], objectives: list[str], directions: list[str], start: Any, title: str,
+                    proxy: str | None = None):
     import optuna
     from matplotlib.figure import Figure
 
@@ -132,7 +137,7 @@ def _history_figure(trials: list[Any], objectives: list[str], directions: list[s
                 ax.update_datalim([(x, shown[0] if shown else 0.0) for x in fx], updatex=True, updatey=False)
                 ax.autoscale_view()
             ax.set_xlabel(xlabel)
-            ax.set_ylabel(_label(objective, direction))
+            ax.set_ylabel(_label(objective, direction, proxy))
             ax.grid(True, alpha=0.3)
             if shown:
                 _scale(ax, shown)
@@ -174,6 +179,37 @@ def _pareto_figure(trials: list[Any], front: list[Any], objectives: list[str], d
     return fig
 
 
+def _proxy_figure(trials: list[Any], objective: str, direction: str, proxy: str, title: str):
+    """The first objective of the trained trials against their warm-start proxy score; scored-only candidates as
+    marks on the proxy axis."""
+    import optuna
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 5.5), layout="constrained")
+    ax = fig.subplots()
+    trained = [(float(t.user_attrs["proxy"]), _value(t, 0, objective), t.number) for t in trials
+               if t.user_attrs.get("kind") == "trained" and isinstance(t.user_attrs.get("proxy"), (int, float))
+               and t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    trained = [p for p in trained if p[1] is not None and math.isfinite(p[1])]
+    ax.scatter([p[0] for p in trained], [p[1] for p in trained], s=36, color=_COLOURS["complete"], zorder=3,
+               label=f"trained ({len(trained)})")
+    for x, y, number in trained:
+        ax.annotate(f"#{number}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    scored = [float(t.user_attrs["proxy"]) for t in trials if t.user_attrs.get("kind") == "scored"
+              and isinstance(t.user_attrs.get("proxy"), (int, float))]
+    if scored:
+        ax.scatter(scored, [0.02] * len(scored), transform=ax.get_xaxis_transform(), marker="|", s=120,
+                   color=_COLOURS["pruned"], zorder=2, label=f"scored only, not trained ({len(scored)})")
+        ax.update_datalim([(x, trained[0][1] if trained else 0.0) for x in scored], updatex=True, updatey=False)
+        ax.autoscale_view()
+    ax.set_xlabel(f"{proxy} score at initialisation (higher ranks first)")
+    ax.set_ylabel(_label(objective, direction))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(f"{title}: warm start with {proxy}")
+    return fig
+
+
 def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     """Write ``history.png`` (and ``pareto.png`` for several objectives) into ``out_dir`` (default RUN/plots).
 
@@ -199,7 +235,12 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     out = Path(out_dir) if out_dir is not None else run.path / "plots"
     out.mkdir(parents=True, exist_ok=True)
 
-    written = [_save(_history_figure(trials, objectives, directions, start, run.name), out / "history.png")]
+    evaluated_by = {t.user_attrs.get("proxy_name") for t in valued} - {None}
+    proxy = config.evaluator if evaluated_by == {config.evaluator} else None   # a proxy search: val_acc is its score
+    written = [_save(_history_figure(trials, objectives, directions, start, run.name, proxy), out / "history.png")]
+    if config.warm_start_proxy and proxy is None:
+        written.append(_save(_proxy_figure(trials, objectives[0], directions[0], config.warm_start_proxy, run.name),
+                             out / "proxy.png"))
     if len(objectives) > 1:
         complete = [t for t in valued if t.state == optuna.trial.TrialState.COMPLETE and t.values is not None
                     and all(math.isfinite(v) for v in t.values[:2])]

@@ -70,11 +70,15 @@ class RunStudy:
         are queued again; ``book`` learns which architectures are trained already."""
         records = self.records()
         book.restore(records)
+        proxies = {t.number: {k: t.user_attrs[k] for k in ("proxy", "proxy_name") if k in t.user_attrs}
+                   for t in self.study.get_trials(deepcopy=False)}
         for r in records:
             if r.state is State.RUNNING:
                 self.fail_stored(r.number, "the search stopped while it ran", kind=Kind.INTERRUPTED)
                 if r.kind is Kind.TRAINED:   # it was training; one still being sampled had no complete architecture
-                    self.study.enqueue_trial(dict(r.params), user_attrs={"retry_of": r.number},
+                    # (a warm start's proxy score, which chose it for training, goes with it)
+                    self.study.enqueue_trial(dict(r.params), user_attrs={"retry_of": r.number,
+                                                                         **proxies.get(r.number, {})},
                                              skip_if_exists=False)
                     say(f"[trial {r.number}] was interrupted; its parameters run again")
 

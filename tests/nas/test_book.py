@@ -32,7 +32,8 @@ def rec(number, state="COMPLETE", kind="trained", values=None, digest="", params
 
 
 def test_kinds_are_stored_by_their_plain_value():
-    assert [k.value for k in Kind] == ["trained", "failed", "duplicate", "invalid", "rejected", "interrupted"]
+    assert [k.value for k in Kind] == ["trained", "failed", "duplicate", "invalid", "rejected", "interrupted",
+                                      "scored"]
     assert Kind.of("duplicate") is Kind.DUPLICATE
     assert Kind.of(None) is None and Kind.of("something else") is None and Kind.of(["trained"]) is None
 
@@ -41,17 +42,17 @@ def test_counts_by_kind_then_by_state_in_a_fixed_order():
     records = [rec(0, values=[0.9]), rec(1, "PRUNED"), rec(2, "FAIL", "failed"), rec(3, "RUNNING"),
                rec(4, "FAIL", "rejected"), rec(5, "FAIL", "invalid"), rec(6, "COMPLETE", "duplicate", [0.9]),
                rec(7, "FAIL", "interrupted"), rec(8, "WAITING", None), rec(9, "RUNNING", None),
-               rec(10, "FAIL", "duplicate")]
+               rec(10, "FAIL", "duplicate"), rec(11, "FAIL", "scored")]
     tally = counts(records)
     assert list(tally) == list(COUNT_KEYS)
     assert tally == {"complete": 1, "pruned": 1, "failed": 1, "running": 2, "rejected": 1, "invalid": 1,
-                     "duplicate": 2, "interrupted": 1}
+                     "duplicate": 2, "interrupted": 1, "scored": 1}
 
 
 def test_only_trained_and_failed_trials_use_the_budget():
     records = [rec(0), rec(1, "PRUNED"), rec(2, "FAIL", "failed"), rec(3, "RUNNING"), rec(4, "FAIL", "rejected"),
                rec(5, "COMPLETE", "duplicate"), rec(6, "FAIL", "interrupted"), rec(7, "RUNNING", None)]
-    assert budget_used(records) == 4
+    assert budget_used(records) == 3      # the running one counts when it ends (has_room counts it in flight)
 
 
 def test_budget_room_and_the_limit_on_samples_that_train_nothing():
@@ -122,6 +123,8 @@ def test_status_line_reads_as_before():
     assert status_line(tally, single, 10, ["val_acc"]) == (
         "progress: 6/10 trained, 1 running, 2 failed, 1 pruned, 3 rejected/invalid, 4 duplicates; "
         "best val_acc 0.9123 (trial 7)")
+    assert status_line({**tally, "scored": 5}, single, 10, ["val_acc"]).endswith(
+        "4 duplicates, 5 scored only; best val_acc 0.9123 (trial 7)")     # warm start's scored-only trials
     assert status_line(tally, [rec(1), rec(2)], 10, ["val_acc", "params"], final=True).endswith(
         "; Pareto set of 2")
     assert status_line(dict.fromkeys(COUNT_KEYS, 0), [], 2, ["val_acc"], final=True) == (

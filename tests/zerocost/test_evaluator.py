@@ -73,6 +73,23 @@ def test_a_search_on_naswot_finishes(local_ray, tmp_path):
     for t in done:
         history = t.user_attrs["history"]
         assert len(history) == 1 and t.values[0] == history[0]["proxy"] and math.isnan(t.user_attrs["test_acc"])
+        assert t.user_attrs["proxy_name"] == "naswot" and t.user_attrs["proxy"] == t.values[0]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["state"] == "finished" and summary["best"][0]["values"][0] == max(t.values[0] for t in done)
-    assert "best: trial" in format_run(describe_run(run))
+    assert summary["val_acc_is"] == "the naswot score (no training)"
+    table = format_run(describe_run(run))
+    assert "best: trial" in table and "val_acc is the naswot score" in table
+
+
+def test_the_docs_say_what_the_ranking_benchmark_measured():
+    """Each proxy's doc states its Kendall tau and whether it beat params, as the committed result file has it."""
+    from pathlib import Path
+
+    from nascore_plugins.zerocost import RANKING_TAU
+
+    result = json.loads((Path(__file__).resolve().parents[2] / "benchmarks" / "results" /
+                         "zerocost_ranking.json").read_text())
+    for row in result["rows"]:
+        assert RANKING_TAU[row["proxy"]] == round(row["val_acc_mean"]["kendall_tau"], 2), row["proxy"]
+        doc = EVALUATORS.get(row["proxy"]).doc
+        assert ("NOT BETTER THAN PARAMS" in doc) == (row.get("beats_params") is False), row["proxy"]
