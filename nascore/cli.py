@@ -420,6 +420,30 @@ def export_command(source, out, formats, input_shape, trial, overwrite) -> None:
         click.echo(f"skipped format {name}: {reason}", err=True)
 
 
+@main.command("import")
+@click.argument("source")
+@click.argument("model")
+@click.option("--weights", required=True, type=click.Path(dir_okay=False),
+              help="Your state dict: .pth / .pt (read with weights_only=True) or .safetensors; nothing is downloaded.")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Export folder to create.")
+@click.option("--format", "formats", help="Comma-separated formats (`nascore exporters`); default: all available.")
+@click.option("--input", "input_shape", metavar="CxHxW", help="Input shape of the exported programs.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing export (only once the new one is complete).")
+@_fail_cleanly
+def import_command(source, model, weights, out, formats, input_shape, overwrite) -> None:
+    """Load SOURCE's pretrained MODEL (`nascore import torchvision resnet50 --weights resnet50.pth -o DIR`) into the
+    zoo graph of that name and export it; every tensor is checked by name and shape."""
+    from nascore.exporting.pretrained import import_weights
+    from nascore.exporting.verify import read_manifest
+
+    path = import_weights(source, model, weights, out, formats=formats, input_shape=_parse_input(input_shape),
+                          overwrite=overwrite)
+    manifest = read_manifest(path)
+    click.echo(f"imported {source} {model} from {weights}; exported {', '.join(sorted(manifest['files']))} to {path}")
+    if manifest["source"].get("note"):
+        click.echo(f"note: {manifest['source']['note']}", err=True)
+
+
 @main.command("verify")
 @click.argument("export_dir", type=click.Path(file_okay=False))
 @_fail_cleanly

@@ -25,13 +25,15 @@ class Source:
     weights: dict[str, torch.Tensor] | None     # None: fresh initialisation
     metrics: dict[str, Any]
     origin: dict[str, Any]
-    weights_state: str                          # "trained" | "untrained"
+    weights_state: str                          # "trained" | "untrained" | "pretrained"
 
 
 def resolve_source(source: Any, trial: int | None = None) -> Source:
     """What ``source`` names: a :class:`~nascore.Graph` or graph YAML (untrained), a run directory (its best model,
     or trial ``trial``), a run's ``best/``, ``trials/N/`` or ``pareto/trial_N/`` folder, or a folder holding
     ``graph.yaml`` and ``model.safetensors`` (a ``nascore train`` output, an earlier export)."""
+    if isinstance(source, Source):     # already resolved (pretrained weights brought in, nascore.exporting.pretrained)
+        return source
     if isinstance(source, Graph):
         if trial is not None:
             raise ExportError("trial= applies to a run directory, not to a Graph")
