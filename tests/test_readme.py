@@ -60,11 +60,12 @@ def test_every_readme_command_runs(local_ray, tmp_path, monkeypatch):
                  progress=None)
     for command in commands:
         text = (command.replace(RUN_PLACEHOLDER, str(run)).replace(" out/", f" {tmp_path}/out/")
+                .replace("=out/", f"={tmp_path}/out/")
                 .replace("-o fpn.mmd", f"-o {tmp_path}/fpn.mmd"))
         args = shlex.split(text)
         if args[0] == "search":
             args += ["--runs", str(tmp_path / "runs"), "--trials", "1", "--epochs", "1", "--workers", "1"]
-        if args[0] == "train":
+        if args[0] == "train" or args[:2] == ["supernet", "train"]:
             args += ["--epochs", "1"]
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, f"nascore {text}\n{result.output}"

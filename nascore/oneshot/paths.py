@@ -9,6 +9,7 @@ same path in a step, and a resumed run continues the same sequence with no sampl
 from __future__ import annotations
 
 import hashlib
+import json
 import itertools
 import math
 import random
@@ -127,7 +128,7 @@ def covering_paths(space: Any, limit: int = 256) -> list[tuple[Graph, dict[str, 
         except Exception as exc:  # noqa: BLE001 - an invalid combination is skipped; none valid is an error below
             errors.append(exc)
             return
-        points.setdefault(graph.to_yaml(), (graph, params))
+        points.setdefault(json.dumps(graph.to_dict(), sort_keys=True, default=str), (graph, params))
 
     visit({})
     assignments: list[dict[str, Any]] = [{}]
@@ -142,9 +143,10 @@ def covering_paths(space: Any, limit: int = 256) -> list[tuple[Graph, dict[str, 
         for fixed in assignments:
             visit(fixed)
     # A tensor may exist only below the largest values (a projection shortcut when widths differ) or shrink as a
-    # value grows (more groups): every structural assignment is also visited with the elastic values at their
-    # smallest, all together and one at a time.
-    for fixed in assignments:
+    # value grows (more groups): every structural option is also visited with the elastic values at their
+    # smallest, all together and one at a time (each option once, not every combination: the product of all
+    # structural assignments times the elastic decisions made a large space's supernet take minutes to set up).
+    for fixed in [{}] + [{name: value} for name, options in structural.items() for value in options]:
         smallest = {name: min(options) for name, options in elastic.items()}
         visit({**smallest, **fixed})
         for name, low in smallest.items():

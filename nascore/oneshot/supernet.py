@@ -68,7 +68,9 @@ def slice_to(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
 class Supernet(nn.Module):
     """The shared weights of every point of ``space``; ``forward(x, graph)`` runs the point ``graph``."""
 
-    def __init__(self, space: Any, kernel_sharing: str = "slice", cover_limit: int = 256):
+    def __init__(self, space: Any, kernel_sharing: str = "slice", cover_limit: int = 256,
+                 initialise: bool = True):
+        """``initialise=False`` leaves the bank at zero, for weights loaded next (a trained supernet)."""
         super().__init__()
         if kernel_sharing not in KERNEL_SHARING:
             raise SupernetError(f"got {kernel_sharing!r}, expected one of {list(KERNEL_SHARING)}",
@@ -80,7 +82,9 @@ class Supernet(nn.Module):
         self.drop_path_rate = 0.0   # the largest drop-path rate in training (timm's linear rule along the path)
         self._slots: dict[tuple[Any, ...], str] = {}   # (key, tensor name[, op]) -> attribute holding the bank tensor
         self._modules_cache: dict[tuple[Any, ...], nn.Module] = {}
-        self._init_bank(covering_paths(space, cover_limit))
+        points = covering_paths(space, cover_limit)
+        self.reference = points[0][0]   # the largest point (every elastic decision at its maximum)
+        self._init_bank(points, materialise=initialise)
 
     # the bank ------------------------------------------------------------------------------------------------------
 
@@ -105,20 +109,20 @@ class Supernet(nn.Module):
             sig.append(type(sub).__name__ + (f"{kernel}" if kernel and self.kernel_sharing == "separate" else ""))
         return (key, tname, "/".join(sig))
 
-    def _init_bank(self, points: Iterable[tuple[Graph, dict[str, Any]]]) -> None:
-        """Build each covering point for real once; keep, per bank tensor, the largest shape seen and the
-        initialised values of the largest instance (copied into the bank at its place)."""
-        largest: dict[tuple[Any, ...], torch.Tensor] = {}
+    def _init_bank(self, points: Iterable[tuple[Graph, dict[str, Any]]], materialise: bool = True) -> None:
+        """Walk every node of every covering point on the meta device (no memory, no initialisation) to find each
+        bank tensor's largest shape; then, with ``materialise``, build for real only the node configurations that
+        hold some tensor's largest instance and copy their initialised values into the bank at its place (else the
+        bank stays zero: weights are about to be loaded)."""
+        largest: dict[tuple[Any, ...], tuple[int, Any]] = {}    # slot -> (numel, node info of that instance)
         shapes: dict[tuple[Any, ...], list[int]] = {}
         is_param: dict[tuple[Any, ...], bool] = {}
-        torch.manual_seed(0)
         for graph, _ in points:
             analysis = graph.analyse()
-            model = graph.build()
             for name in analysis.order:
                 info = analysis.nodes[name]
                 key = self.bank_key(graph, name, info)
-                node_module = model.get_submodule(name)
+                node_module = self._meta_module(info)
                 for tname, tensor, param in _tensors(node_module):
                     slot = self._slot(key, info, tname, node_module)
                     old = shapes.get(slot)
@@ -126,13 +130,21 @@ class Supernet(nn.Module):
                         raise SupernetError(f"tensor {tname!r} has {tensor.dim()} dimensions in one point and "
                                             f"{len(old)} in another; its weights cannot be shared", where=str(key))
                     shapes[slot] = [max(a, b) for a, b in zip(old, tensor.shape)] if old else list(tensor.shape)
-                    if slot not in largest or tensor.numel() > largest[slot].numel():
-                        largest[slot] = tensor.detach().clone()
+                    if slot not in largest or tensor.numel() > largest[slot][0]:
+                        largest[slot] = (tensor.numel(), info)
                     is_param[slot] = param
+        built: dict[tuple[Any, ...], nn.Module] = {}
+        torch.manual_seed(0)
         for i, (slot, shape) in enumerate(shapes.items()):
-            source = largest[slot]
-            full = torch.zeros(shape, dtype=source.dtype)
-            slice_to(full, tuple(source.shape)).copy_(source)
+            info = largest[slot][1]
+            dtype = dict((n, t) for n, t, _ in _tensors(self._meta_module(info)))[slot[1]].dtype
+            full = torch.zeros(shape, dtype=dtype)
+            if materialise:
+                config = self._config(info)
+                if config not in built:      # a real build of one node, in a fixed order: the same on every rank
+                    built[config] = info.spec.module(info.spec.in_channels(info.in_shapes), **info.params)
+                source = dict((n, t) for n, t, _ in _tensors(built[config]))[slot[1]]
+                slice_to(full, tuple(source.shape)).copy_(source.detach())
             attr = f"w{i}"
             if is_param[slot]:
                 self.register_parameter(attr, nn.Parameter(full))
@@ -147,16 +159,23 @@ class Supernet(nn.Module):
 
     # running a point -----------------------------------------------------------------------------------------------
 
-    def _node(self, graph: Graph, name: str, info: Any) -> tuple[nn.Module, dict[str, torch.Tensor]]:
-        spec = info.spec
-        in_channels = spec.in_channels(info.in_shapes)
-        cache_key = (info.block, tuple(sorted((k, _frozen(v)) for k, v in info.params.items())),
-                     _frozen(in_channels))
-        module = self._modules_cache.get(cache_key)
+    @staticmethod
+    def _config(info: Any) -> tuple[Any, ...]:
+        in_channels = info.spec.in_channels(info.in_shapes)
+        return (info.block, tuple(sorted((k, _frozen(v)) for k, v in info.params.items())), _frozen(in_channels))
+
+    def _meta_module(self, info: Any) -> nn.Module:
+        """The node's module built on the meta device (no memory), once per configuration."""
+        config = self._config(info)
+        module = self._modules_cache.get(config)
         if module is None:
             with torch.device("meta"):
-                module = spec.module(in_channels, **info.params)
-            self._modules_cache[cache_key] = module
+                module = info.spec.module(info.spec.in_channels(info.in_shapes), **info.params)
+            self._modules_cache[config] = module
+        return module
+
+    def _node(self, graph: Graph, name: str, info: Any) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+        module = self._meta_module(info)
         key = self.bank_key(graph, name, info)
         tensors = {}
         for tname, meta, _ in _tensors(module):

@@ -37,7 +37,7 @@ from nascore.errors import NascoreError, RunError, SupernetError
 from nascore.graph.core import Graph
 from nascore.io.atomic import atomic_write_bytes, atomic_write_text
 from nascore.oneshot.calibrate import recalibrate_batch_norm
-from nascore.oneshot.paths import covering_paths, fair_rule, sample_path, uniform_rule
+from nascore.oneshot.paths import fair_rule, sample_path, uniform_rule
 from nascore.oneshot.supernet import KERNEL_SHARING, Supernet
 
 SAMPLING = {"uniform": uniform_rule, "fair": fair_rule}
@@ -71,7 +71,7 @@ class SinglePath(nn.Module):
         self.seed = seed
         self.accept = accept
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
-        self.reference = covering_paths(supernet.space, supernet.cover_limit)[0][0]
+        self.reference = supernet.reference
 
     def path(self, step: int) -> Graph:
         """The architecture trained at ``step``: the same on every rank, in every run with this seed."""
@@ -128,7 +128,8 @@ def load_supernet(folder: str | Path, allow_unfinished: bool = False) -> tuple[S
     folder = Path(folder)
     info = _read_info(folder)
     space = SearchSpace.load(folder / SPACE_FILE)
-    supernet = Supernet(space, kernel_sharing=info["kernel_sharing"], cover_limit=info["cover_limit"])
+    supernet = Supernet(space, kernel_sharing=info["kernel_sharing"], cover_limit=info["cover_limit"],
+                        initialise=False)
     _check_layout(supernet, info.get("layout") or [], folder)
     weights = folder / WEIGHTS_FILE
     if weights.is_file():
