@@ -39,7 +39,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from nascore.errors import EvaluatorError, NascoreError, ParamError, RunError, StrategyError, plugin_code
+from nascore.errors import EvaluatorError, NascoreError, ParamError, RunError, StrategyError, plugin_code, raised
 from nascore.io.atomic import atomic_write_text
 from nascore.nas.book import Budget, Dedup, Kind, TrialBook, TrialRecord, best, budget_used, counts, status_line
 from nascore.nas.config import SearchConfig
@@ -295,7 +295,7 @@ class Search:
         except Exception as exc:  # noqa: BLE001 - the sampler (a plugin) failed: end cleanly, saying which
             held = {job.trial.number for job in self.pool.jobs()} | {q[0].number for q in self._queued}
             self.store.fail_running(f"the sampler raised {type(exc).__name__}", held)
-            raise StrategyError(f"its sampler raised {type(exc).__name__}: {str(exc)[:200]}",
+            raise StrategyError(raised("its sampler", exc),
                                 where=f"strategy {self.config.strategy!r}") from None
 
     def _prepare(self, trial: Any) -> tuple[Any, Any, str] | None:
@@ -314,9 +314,9 @@ class Search:
         except NascoreError as err:
             return self._end_early(trial, Kind.INVALID, str(err)) or None
         except Exception as exc:  # noqa: BLE001 - suggest_* calls reach the sampler, a plugin
-            trial.set_user_attr("reason", f"the sampler raised {type(exc).__name__}: {str(exc)[:200]}")
+            trial.set_user_attr("reason", raised("the sampler", exc))
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise StrategyError(f"its sampler raised {type(exc).__name__}: {str(exc)[:200]}",
+            raise StrategyError(raised("its sampler", exc),
                                 where=f"strategy {self.config.strategy!r}") from None
         analysis = graph.analyse()
         trial.set_user_attr("params", analysis.params)
