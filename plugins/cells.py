@@ -595,9 +595,14 @@ def _darts_compose(values, nodes: int) -> str:
     return format_darts(pairs[k:k + 2] for k in range(0, len(pairs), 2))
 
 
+def _nb201_slot(tensor: str, genotype: str) -> str:
+    """NB201Cell's ``layers.k`` is edge k in every genotype: its tensor names already say the edge."""
+    return tensor
+
+
 NB201_GENOTYPE = GenotypeSpec(
     name="nb201", ops=NB201_OPS, decisions=_nb201_decisions, compose=_nb201_compose, parse=parse_nb201,
-    format=format_nb201, canonical=nb201_canonical_genotype, shared_weights=True,   # NB201Cell.layers[edge]
+    format=format_nb201, canonical=nb201_canonical_genotype, shared_slot=_nb201_slot,
     doc="NAS-Bench-201 cell (nb201_cell): one op per edge of the 4-node DAG, six decisions.",
 )
 

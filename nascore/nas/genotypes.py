@@ -44,8 +44,11 @@ class GenotypeSpec:
     writer (``format(parse(s))`` is the standard spelling of ``s``); ``canonical(str)``: one representative of
     every class of genotypes that compute the same function (None: only the spelling is normalised).
     ``options``: what else the expression takes (DARTS' ``nodes``), typed and ranged like block parameters.
-    ``shared_weights``: the cell's module names each tensor by the position of its edge whatever the genotype, so a
-    one-shot supernet keeps one tensor per (edge, operation) and serves every genotype (else it refuses the choice).
+    ``shared_slot(tensor_name, genotype)``: the name of the cell's tensor ``tensor_name`` by edge (the same edge gets
+    the same name in every genotype), so a one-shot supernet keeps one tensor per (edge, operation) and serves every
+    genotype; None: the supernet refuses the choice. Each decision must then choose one edge's operation (as
+    NAS-Bench-201's do), so that visiting every option of every decision once meets every (edge, operation); DARTS'
+    decisions choose an input and an operation separately, and it is refused for now.
     """
 
     name: str
@@ -59,7 +62,7 @@ class GenotypeSpec:
     options: tuple[Param, ...] = ()
     doc: str = ""
     aliases: tuple[str, ...] = ()
-    shared_weights: bool = False
+    shared_slot: Callable[[str, str], str] | None = None
 
     def __post_init__(self) -> None:
         # A malformed spec raises here, inside the plugin's hook: the registry reports the plugin by name.

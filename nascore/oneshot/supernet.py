@@ -77,7 +77,7 @@ class Supernet(nn.Module):
                                 where="kernel_sharing")
         self.space = space
         self.kernel_sharing = kernel_sharing
-        self._genotype_params = _refuse_unshareable(space)   # (block, parameter) of shareable genotype choices
+        self._genotype_params = _refuse_unshareable(space)   # (block, parameter) -> kind, of shared genotypes
         self.cover_limit = cover_limit
         self.drop_path_rate = 0.0   # the largest drop-path rate in training (timm's linear rule along the path)
         self._slots: dict[tuple[Any, ...], str] = {}   # (key, tensor name[, op]) -> attribute holding the bank tensor
@@ -96,25 +96,28 @@ class Supernet(nn.Module):
         return BankKey(name, info.block, structural)
 
     def _slot(self, key: BankKey, info: Any, tname: str, module: nn.Module) -> tuple[Any, ...]:
-        """Where tensor ``tname`` of a node lives in the bank. In a cell whose genotype is chosen, the tensor at
-        an edge belongs to that edge's operation: the classes along its path (and, with separate kernels, the
-        kernel size) tell one operation's tensors from another's at the same position."""
-        if not any((info.block, k) in self._genotype_params for k in info.params):
+        """Where tensor ``tname`` of a node lives in the bank. In a cell whose genotype is chosen, the tensor belongs
+        to an edge (the genotype kind's ``shared_slot`` names it) and to that edge's operation: the classes along
+        its path (and, with separate kernels, the kernel size) tell one operation's tensors from another's."""
+        shared = [(k, self._genotype_params[(info.block, k)]) for k in info.params
+                  if (info.block, k) in self._genotype_params]
+        if not shared:
             return (key, tname)
+        param, spec = shared[0]
         path, sig = "", []
         for part in tname.split(".")[:-1]:
             path = f"{path}.{part}" if path else part
             sub = module.get_submodule(path)
             kernel = getattr(sub, "kernel_size", None)
             sig.append(type(sub).__name__ + (f"{kernel}" if kernel and self.kernel_sharing == "separate" else ""))
-        return (key, tname, "/".join(sig))
+        return (key, spec.shared_slot(tname, info.params[param]), "/".join(sig))
 
     def _init_bank(self, points: Iterable[tuple[Graph, dict[str, Any]]], materialise: bool = True) -> None:
         """Walk every node of every covering point on the meta device (no memory, no initialisation) to find each
         bank tensor's largest shape; then, with ``materialise``, build for real only the node configurations that
         hold some tensor's largest instance and copy their initialised values into the bank at its place (else the
         bank stays zero: weights are about to be loaded)."""
-        largest: dict[tuple[Any, ...], tuple[int, Any]] = {}    # slot -> (numel, node info of that instance)
+        largest: dict[tuple[Any, ...], tuple[int, Any, str]] = {}  # slot -> (numel, node info, tensor name)
         shapes: dict[tuple[Any, ...], list[int]] = {}
         is_param: dict[tuple[Any, ...], bool] = {}
         for graph, _ in points:
@@ -131,19 +134,19 @@ class Supernet(nn.Module):
                                             f"{len(old)} in another; its weights cannot be shared", where=str(key))
                     shapes[slot] = [max(a, b) for a, b in zip(old, tensor.shape)] if old else list(tensor.shape)
                     if slot not in largest or tensor.numel() > largest[slot][0]:
-                        largest[slot] = (tensor.numel(), info)
+                        largest[slot] = (tensor.numel(), info, tname)
                     is_param[slot] = param
         built: dict[tuple[Any, ...], nn.Module] = {}
         torch.manual_seed(0)
         for i, (slot, shape) in enumerate(shapes.items()):
-            info = largest[slot][1]
-            dtype = dict((n, t) for n, t, _ in _tensors(self._meta_module(info)))[slot[1]].dtype
+            _, info, tname = largest[slot]
+            dtype = dict((n, t) for n, t, _ in _tensors(self._meta_module(info)))[tname].dtype
             full = torch.zeros(shape, dtype=dtype)
             if materialise:
                 config = self._config(info)
                 if config not in built:      # a real build of one node, in a fixed order: the same on every rank
                     built[config] = info.spec.module(info.spec.in_channels(info.in_shapes), **info.params)
-                source = dict((n, t) for n, t, _ in _tensors(built[config]))[slot[1]]
+                source = dict((n, t) for n, t, _ in _tensors(built[config]))[tname]
                 slice_to(full, tuple(source.shape)).copy_(source.detach())
             attr = f"w{i}"
             if is_param[slot]:
@@ -234,24 +237,25 @@ def _tensors(module: nn.Module):
         yield name, b, False
 
 
-def _refuse_unshareable(space: Any) -> set[tuple[str, str]]:
+def _refuse_unshareable(space: Any) -> dict[tuple[str, str], Any]:
     """Choices whose options cannot be served by shared weights, named before anything is built; returns the
-    (block, parameter) pairs of the genotype choices that can (their cells name tensors by edge)."""
+    genotype kind of every (block, parameter) whose genotype is chosen and shareable (its kind names tensors by
+    edge)."""
     from nascore.nas.space import Genotype
 
-    shareable: set[tuple[str, str]] = set()
+    shareable: dict[tuple[str, str], Any] = {}
     for template in space.nodes:
         blocks = {template.block: template.params} if template.block else \
             {b: {**template.params, **own} for b, own in template.options.items()}
         for block, params in blocks.items():
             for param, expr in params.items():
-                if isinstance(expr, Genotype) and expr.spec.shared_weights:
-                    shareable.add((block, param))
+                if isinstance(expr, Genotype) and expr.spec.shared_slot is not None:
+                    shareable[(block, param)] = expr.spec
     for name, expr in space.choices():
-        if isinstance(expr, Genotype) and not expr.spec.shared_weights:
+        if isinstance(expr, Genotype) and expr.spec.shared_slot is None:
             raise SupernetError(f"a {expr.kind} cell genotype choice ({expr.describe()}) is not supported by the "
-                                "one-shot supernet: its cell does not name its tensors by edge "
-                                "(GenotypeSpec.shared_weights), so every genotype would need weights of its own; fix "
+                                "one-shot supernet: its kind does not name its cell's tensors by edge "
+                                "(GenotypeSpec.shared_slot), so every genotype would need weights of its own; fix "
                                 "the genotype or search this space with the training evaluator",
                                 where=f"choice {name!r}")
     return shareable

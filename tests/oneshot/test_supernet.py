@@ -96,7 +96,7 @@ def test_kernel_sharing_separate_keeps_one_weight_per_kernel(space):
 
 def test_a_genotype_choice_whose_cell_cannot_share_is_refused_naming_it():
     space = SearchSpace.load(SPACES / "darts.yaml")
-    with pytest.raises(SupernetError, match=r"choice 'normal': a darts cell genotype choice.*shared_weights"):
+    with pytest.raises(SupernetError, match=r"choice 'normal': a darts cell genotype choice.*shared_slot"):
         Supernet(space)
 
 
