@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -394,19 +393,18 @@ def _train_on_ray(job: dict[str, Any], workers: int, cpus: float, gpus: float, a
 
 def _unwrap_ray_error(exc: BaseException) -> BaseException:
     """The NascoreError a worker raised, found in Ray's wrappers; else a RunError naming Ray's failure."""
-    seen = set()
-    stack = [exc]
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
     while stack:
         e = stack.pop()
-        if id(e) in seen or e is None:
+        if e is None or id(e) in seen:
             continue
         seen.add(id(e))
         if isinstance(e, NascoreError):
             return e
+        failures = getattr(e, "worker_failures", None)
         stack.extend([getattr(e, "cause", None), e.__cause__, e.__context__,
-                      *(getattr(e, "worker_failures", {}) or {}).values()]
-                     if isinstance(getattr(e, "worker_failures", None), dict) else
-                     [getattr(e, "cause", None), e.__cause__, e.__context__])
+                      *(failures.values() if isinstance(failures, dict) else ())])
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return RunError(f"distributed supernet training failed: {first[:300]}", where="ray train")
 
