@@ -243,13 +243,15 @@ def graph_scale(file, out, width, depth, resolution, compound, phi) -> None:
 @click.option("--warm-start-top", type=click.IntRange(min=1), help="Warm start: best-scored samples trained (k).")
 @click.option("--storage", help="Optuna storage URL (default sqlite in the run dir; journal:PATH; postgresql://...).")
 @click.option("--seed", type=int, help="Base seed (trial n trains with seed + n).")
+@click.option("--tensorboard/--no-tensorboard", default=None,
+              help="Per-trial and search scalars in RUN_DIR/tensorboard (default: on when tensorboard is installed).")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False),
               help="When done, export the best model to this directory.")
 @_fail_cleanly
 def search_command(space, resume, runs_root, strategy, trials, epochs, workers, cpus_per_trial, gpus_per_trial,
                    address, data, data_root, objectives, max_params, max_macs, max_latency_ms, pruner, evaluator,
                    evaluator_options, warm_start_proxy, warm_start_candidates, warm_start_top, storage, seed,
-                   export_dir) -> None:
+                   tensorboard, export_dir) -> None:
     """Search the architectures of SPACE (a search-space YAML) on local Ray, or a cluster with --address."""
     from nascore.errors import NascoreError
     from nascore.nas.driver import search
@@ -263,7 +265,7 @@ def search_command(space, resume, runs_root, strategy, trials, epochs, workers, 
                      objectives=list(objectives) or None, constraints=constraints or None, pruner=pruner,
                      evaluator=evaluator, evaluator_options=_settings(evaluator_options, "--evaluator-option") or None,
                      warm_start_proxy=warm_start_proxy, warm_start_candidates=warm_start_candidates,
-                     warm_start_top=warm_start_top, storage=storage, seed=seed)
+                     warm_start_top=warm_start_top, storage=storage, seed=seed, tensorboard=tensorboard)
     try:
         run = search(space, resume=resume, runs_root=runs_root, **overrides)
     except KeyboardInterrupt:

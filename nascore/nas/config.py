@@ -59,6 +59,8 @@ class SearchConfig:
     storage: str | None = setting(str, None, "Optuna storage URL (none: the run's study.db)")
     seed: int = setting(int, 0, "seed of the strategy; trial N trains with seed + N")
     max_retries: int = setting(int, 1, "retries of a trial whose worker died", low=0)
+    tensorboard: bool = setting(bool, True, "per-trial and search scalars as TensorBoard event files in "
+                                "RUN/tensorboard (when the tensorboard package is installed)")
     warm_start_proxy: str | None = setting(str, None, "warm start: score warm_start_candidates samples with this "
                                            "zero-cost proxy (an evaluator that scores without training, e.g. "
                                            "naswot) and train only the warm_start_top best (none: no warm start)")

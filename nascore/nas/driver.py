@@ -47,6 +47,7 @@ from nascore.nas.pool import ActorPool, Slot, SlotState, StepFailed
 from nascore.nas.recovery import RunStudy, open_study, record_of
 from nascore.nas.rundir import RunDir
 from nascore.nas.space import SearchSpace
+from nascore.nas.tracking import NullTracker, Tracker, open_tracker, progress_of
 from nascore.training.data import DataShape, check_fits
 
 
@@ -89,6 +90,7 @@ class Search:
         self._dirty = False                        # a trial finished since the summary was last written
         self.epochs = config.epochs                # per trial: the evaluator's own count when it fixes one
         self._queued: list[tuple[Any, ...]] = []   # warm start's best: (trial, graph, analysis, hash) to train
+        self.tracker: Tracker = NullTracker()      # TensorBoard once the run starts (config.tensorboard)
 
     # the run -------------------------------------------------------------------------------------------------------
 
@@ -124,6 +126,7 @@ class Search:
             self.say(f"search {self.run_dir.name}: {self.config.trials} trials of {self.epochs} epochs, "
                      f"{self.config.workers} worker(s), strategy {self.config.strategy}, objectives "
                      f"{', '.join(self.config.objectives)}")
+            self.tracker = open_tracker(self.config.tensorboard, self.run_dir.path / "tensorboard", self.say)
             if warm is not None:
                 self._warm_start(warm, splits)
             del splits
@@ -139,6 +142,7 @@ class Search:
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
+            self.tracker.close()
             self.pool.close()
             self.run_dir.unlock()
         return self.run_dir.path
@@ -386,6 +390,7 @@ class Search:
             return self._fail(slot, f"the {self.config.evaluator!r} evaluator reported val_acc="
                                     f"{reprlib.repr(accuracy)} after epoch {job.epoch}; expected a finite number")
         job.history.append({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        self.tracker.trial_epoch(trial.number, job.epoch, job.history[-1])
         trial.set_user_attr("history", job.history)
         if isinstance(metrics.get("proxy_name"), str) and job.epoch == 1:   # a proxy evaluator names its score
             trial.set_user_attr("proxy_name", metrics["proxy_name"])
@@ -399,6 +404,7 @@ class Search:
                 self._dirty = True
                 self._event(f"[trial {trial.number}] pruned after epoch {job.epoch}: val_acc "
                             f"{metrics['val_acc']:.4f}")
+                self.tracker.trial_end(trial.number, "pruned", {})
                 self.pool.abandon(slot)
                 return True
         if job.epoch < self.epochs:
@@ -426,6 +432,7 @@ class Search:
         self.study.tell(trial, _one_or_many(values))
         self.book.completed(info["hash"], trial.number)
         self._settle_duplicates(info["hash"], optuna.trial.TrialState.COMPLETE, values)
+        self.tracker.trial_end(trial.number, "complete", metrics)
         self.pool.release(slot)
         self._dirty = True
         shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
@@ -448,6 +455,7 @@ class Search:
             reason += " (queued again)"
         self.pool.release(slot)
         self._dirty = True
+        self.tracker.trial_end(trial.number, "failed", {})
         self._event(f"[trial {trial.number}] failed: {reason}")
         return True
 
@@ -499,6 +507,7 @@ class Search:
             self.run_dir.publish("best" if len(self.config.objectives) == 1 else "pareto", numbers)
             self._published = numbers
         self._write_summary("running", standing)
+        self.tracker.search_progress(*progress_of(*standing, self.config.objectives, self.config.directions))
 
     def _event(self, line: str) -> None:
         """A finished trial: its line and the search's progress (computed only when someone is listening)."""
@@ -545,7 +554,7 @@ def search(space: str | Path | None = None, *, resume: str | Path | None = None,
     if resume is not None:
         run = RunDir.open(resume)
         stored = run.config().to_dict()
-        allowed = {"workers", "cpus_per_trial", "gpus_per_trial", "address", "trials"}
+        allowed = {"workers", "cpus_per_trial", "gpus_per_trial", "address", "trials", "tensorboard"}
         changed = {k for k, v in overrides.items() if v is not None and stored.get(k) != v} - allowed
         if changed:
             raise RunError(f"cannot change {', '.join(sorted(changed))} on resume (only "
