@@ -44,7 +44,7 @@ from nascore.exporting.spec import (
     output_names,
     sha256_file,
 )
-from nascore.exporting.verify import load_state
+from nascore.exporting.verify import check_written_by_nascore, load_state
 from nascore.graph.core import Graph
 from nascore.io.atomic import atomic_dir
 
@@ -134,9 +134,7 @@ def _check_target(out: Path, overwrite: bool) -> None:
                           "it", where=str(out))
     if out.is_symlink() or not out.is_dir():
         raise ExportError("exists and is not a folder; not replacing it", where=str(out))
-    if not (out / MANIFEST).is_file() and any(out.iterdir()):
-        raise ExportError(f"is a non-empty folder without {MANIFEST}, not a nascore export; not replacing it",
-                          where=str(out))
+    check_written_by_nascore(out, out)
 
 
 def _files(folder: Path) -> dict[str, dict[str, Any]]:
@@ -173,7 +171,9 @@ def export(source: str | Path | Graph, out: str | Path, formats: str | Iterable[
     requirements are installed; the manifest's ``skipped_formats`` names the others and what to install for them.
     ``weights`` (safetensors) is always written. ``input_shape`` (``(3, 64, 64)`` or
     ``"3x64x64"``) overrides the graph's input (the weights must still fit). An existing ``out`` is an error unless
-    ``overwrite``; it is then replaced only once the new export is complete.
+    ``overwrite``; it is then replaced only once the new export is complete, and only when it is empty or provably
+    an export nascore wrote (a valid manifest, exactly the files it lists, each with its recorded sha256): anything
+    else is an ExportError naming the first foreign file, and nothing is deleted.
     """
     import nascore
 
@@ -188,7 +188,9 @@ def export(source: str | Path | Graph, out: str | Path, formats: str | Iterable[
     generator = torch.Generator().manual_seed(EXAMPLE_SEED)
     example = torch.randn((EXAMPLE_BATCH, *graph.input_shape), generator=generator)
     try:
-        with atomic_dir(out, replace=overwrite) as folder:
+        # the folder set aside is proved nascore's again after the rename: nothing added since the check is lost
+        replace = (lambda old: check_written_by_nascore(old, out)) if overwrite else False
+        with atomic_dir(out, replace=replace) as folder:
             (folder / GRAPH_FILE).write_text(graph.to_yaml(), encoding="utf-8")
             infos = {spec.name: _write_format(spec, folder, model, example, graph) for spec in specs}
             names = output_names(graph)

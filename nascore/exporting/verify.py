@@ -7,6 +7,7 @@ pickle). :func:`read_weights` and :func:`load_state` are the one way nascore rea
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -109,6 +110,54 @@ def _check_files(folder: Path, manifest: Mapping[str, Any], hashed: Iterable[str
     return problems
 
 
+def unlisted_entries(folder: str | Path, manifest: Mapping[str, Any] | None) -> list[str]:
+    """What ``folder`` holds beyond its manifest and the files the manifest lists, as sorted relative names: a file
+    not listed, a link (even to a listed name), anything that is not a plain file or folder, a folder holding no
+    listed file. ``manifest`` None (none readable): everything but the manifest file itself."""
+    folder = Path(folder)
+    listed = set(manifest["files"]) if manifest is not None else set()
+    parents = {p.as_posix() for name in listed for p in Path(name).parents if p != Path(".")}
+    extra = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        here = Path(root)
+        for name in dirs + files:
+            path = here / name
+            rel = path.relative_to(folder).as_posix()
+            if path.is_symlink():
+                extra.append(rel)
+            elif path.is_dir():
+                if rel not in parents:
+                    extra.append(rel)
+            elif not path.is_file() or (rel not in listed and rel != MANIFEST):
+                extra.append(rel)
+        dirs[:] = [d for d in dirs if not (here / d).is_symlink()]
+    return sorted(extra)
+
+
+def check_written_by_nascore(folder: str | Path, where: str | Path) -> None:
+    """Refuse (ExportError at ``where``, naming the first foreign entry) unless ``folder`` is empty or provably an
+    export nascore wrote: a valid manifest, exactly the files it lists besides it, each with its recorded sha256.
+    An edited, added, missing or linked file makes the folder someone else's work, never to be deleted."""
+    folder = Path(folder)
+    if not any(folder.iterdir()):
+        return
+    try:
+        manifest = read_manifest(folder)
+    except ExportError as err:
+        entries = unlisted_entries(folder, None) or [MANIFEST]
+        raise ExportError(f"holds {entries[0]!r} and no valid {MANIFEST} ({err.message}): not a nascore export; "
+                          "not replacing it", where=str(where)) from None
+    extra = unlisted_entries(folder, manifest)
+    if extra:
+        raise ExportError(f"holds {extra[0]!r}, which its {MANIFEST} does not list: nascore did not write it; not "
+                          "replacing the folder (move that away first)", where=str(where))
+    problems = _check_files(folder, manifest, hashed=None)
+    if problems:
+        first = problems[0]
+        raise ExportError(f"holds {first.file!r}, which differs from what its {MANIFEST} records ({first.kind}): "
+                          "not as nascore wrote it; not replacing the folder", where=str(where))
+
+
 def _check_graph(folder: Path, manifest: Mapping[str, Any]) -> tuple[Graph | None, list[_Problem]]:
     path = folder / GRAPH_FILE
     try:
@@ -199,4 +248,5 @@ def load_state(model: nn.Module, weights: Mapping[str, torch.Tensor], where: str
         raise ExportError(f"do not fit the graph: {str(exc).splitlines()[0]}", where=where) from None
 
 
-__all__ = ["load_model", "load_state", "read_manifest", "read_weights", "verify_export"]
+__all__ = ["check_written_by_nascore", "load_model", "load_state", "read_manifest", "read_weights",
+           "unlisted_entries", "verify_export"]

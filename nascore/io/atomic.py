@@ -52,7 +52,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 @contextmanager
-def atomic_dir(target: str | Path, *, replace: bool = False) -> Iterator[Path]:
+def atomic_dir(target: str | Path, *, replace: bool | Callable[[Path], None] = False) -> Iterator[Path]:
     """Fill a folder that appears at ``target`` complete or not at all.
 
     Yields a new hidden folder beside ``target`` (``.NAME.XXXX``, with the permissions ``mkdir`` would give). When
@@ -60,6 +60,10 @@ def atomic_dir(target: str | Path, *, replace: bool = False) -> Iterator[Path]:
     is removed and ``target`` is left as it was. With ``replace``, an existing ``target`` is first set aside as
     ``.NAME.old-XXXX`` and deleted only once the new folder is in place (killed between the two renames, the old
     one survives there); without, an existing non-empty ``target`` is a FileExistsError.
+
+    ``replace`` may be a check ``replace(old)`` instead of True: it is called on the folder set aside, after the
+    rename (so nothing can slip into it between the check and the deletion), and when it raises, the folder is put
+    back untouched and the exception propagates. Callers replacing what they must prove they wrote pass one.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -74,12 +78,14 @@ def atomic_dir(target: str | Path, *, replace: bool = False) -> Iterator[Path]:
         raise
 
 
-def _move_into_place(tmp: Path, target: Path, replace: bool) -> None:
+def _move_into_place(tmp: Path, target: Path, replace: bool | Callable[[Path], None]) -> None:
     old = None
     if replace and (target.exists() or target.is_symlink()):
         old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
         os.rename(target, old)
     try:
+        if old is not None and callable(replace):
+            replace(old)
         os.rename(tmp, target)
     except BaseException as exc:
         if old is not None and not target.exists():

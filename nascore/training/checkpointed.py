@@ -9,6 +9,11 @@ epoch's pair intact. Opening the folder again continues from its checkpoint and 
 uninterrupted run would have had (weights, optimiser, schedule position and every RNG are restored), provided the
 checkpoint is of the same thing (its ``identity``: a graph's structural hash, a space's, the data) trained with the
 same settings.
+
+nascore writes into a folder only when it is absent, empty, or already its own: ``OUT/nascore-output.json``
+(written before anything else, naming the kind of run) marks it, and a folder of an older nascore without the mark
+is recognised by its checkpoint of the same kind. Any other folder is refused with a RunError naming the first file
+found, so a user's own ``graph.yaml`` or ``metrics.json`` is never overwritten.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from nascore.training.trainer import TrainConfig, Trainer, read_checkpoint, writ
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.jsonl"
+MARK = "nascore-output.json"   # this folder is nascore's: it may write (and overwrite) its own files here
 # settings that may differ on resume without changing the result (where and how fast it runs)
 RESUME_FREE = ("device", "threads")
 AFRESH = "; delete it or pass resume=False (--no-resume) to train afresh"
@@ -46,6 +52,42 @@ class CheckpointedRun:
         self.checkpoint = self.out / CHECKPOINT
         self.history_path = self.out / HISTORY
 
+    def claim(self) -> None:
+        """Make sure nascore may write into ``out``, and mark it as nascore's (creating it): absent, empty, marked
+        by a run of this kind, or (an older nascore's) holding a checkpoint of this kind. Anything else is a
+        RunError naming the first file found; nothing is written then."""
+        import nascore
+
+        mark = self.out / MARK
+        if mark.is_file():
+            try:
+                kind = json.loads(mark.read_text(encoding="utf-8")).get("kind")
+            except (OSError, ValueError, AttributeError):
+                kind = None
+            if kind == self.kind:
+                return
+            raise RunError(f"is the output folder of another kind of nascore run ({MARK} says {kind!r}, expected "
+                           f"{self.kind!r}); use another output folder", where=str(self.out))
+        # nascore's own hidden temporaries do not count (another data-parallel rank may be writing the mark)
+        entries = sorted(p.name for p in self.out.iterdir() if not (p.name.startswith(".") and
+                                                                    p.name.endswith(".tmp"))) if self.out.is_dir() else []
+        if entries and not self._legacy():
+            raise RunError(f"is not empty and not a nascore {self.kind} output folder (it holds {entries[0]!r}, "
+                           f"and no {MARK} or {CHECKPOINT} of nascore); nascore does not write into a folder "
+                           "holding files it did not write: use a new or empty output folder", where=str(self.out))
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(mark, json.dumps({"kind": self.kind, "nascore_version": nascore.__version__}) + "\n")
+
+    def _legacy(self) -> bool:
+        """A folder an older nascore wrote without the mark: it holds a checkpoint of this kind."""
+        if not self.checkpoint.is_file():
+            return False
+        try:
+            self.read()
+        except RunError:
+            return False
+        return True
+
     def read(self) -> dict[str, Any]:
         """The checkpoint's mapping; a RunError naming it when it is not one of this kind of run."""
         state = read_checkpoint(self.checkpoint, advice=AFRESH)
@@ -60,7 +102,9 @@ class CheckpointedRun:
                ) -> tuple[dict[str, Any] | None, TrainConfig]:
         """(checkpoint state or None, the config to train with). A checkpoint of another identity, or one that
         is unfinished and was trained with other settings, is a RunError; a finished one is reported with its own
-        settings. ``describe(key, record)`` words a record's identity value ``key`` in messages."""
+        settings. ``describe(key, record)`` words a record's identity value ``key`` in messages. Claims ``out``
+        first (:meth:`claim`): a folder that is not nascore's is refused before anything is read or written."""
+        self.claim()
         if not (resume and self.checkpoint.is_file()):
             return None, config
         state = self.read()
@@ -125,4 +169,4 @@ def _append_line(path: Path, record: Mapping[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
-__all__ = ["AFRESH", "CHECKPOINT", "CheckpointedRun", "HISTORY", "RESUME_FREE"]
+__all__ = ["AFRESH", "CHECKPOINT", "CheckpointedRun", "HISTORY", "MARK", "RESUME_FREE"]

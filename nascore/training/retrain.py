@@ -5,6 +5,7 @@
     OUT/history.jsonl      one JSON line per epoch
     OUT/model.safetensors  the final weights (of the graph's module, without any resize wrapper)
     OUT/metrics.json       the final metrics
+    OUT/nascore-output.json  marks the folder as nascore's (see :mod:`nascore.training.checkpointed`)
 
 Every file is written atomically (a temporary file, then a rename): a crash or Ctrl-C leaves the previous epoch's
 checkpoint intact. Running again on the same ``out_dir`` resumes from it and ends with exactly the result an
