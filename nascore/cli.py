@@ -266,6 +266,10 @@ def search_command(space, resume, runs_root, strategy, trials, epochs, workers, 
                      evaluator=evaluator, evaluator_options=_settings(evaluator_options, "--evaluator-option") or None,
                      warm_start_proxy=warm_start_proxy, warm_start_candidates=warm_start_candidates,
                      warm_start_top=warm_start_top, storage=storage, seed=seed, tensorboard=tensorboard)
+    if export_dir:                 # refused now, not after the whole search
+        from nascore.exporting.package import check_target
+
+        check_target(export_dir)
     try:
         run = search(space, resume=resume, runs_root=runs_root, **overrides)
     except KeyboardInterrupt:
@@ -387,6 +391,10 @@ def train_command(graph, out, data, data_root, data_params, epochs, train_settin
             raise NascoreError("--fine-tune needs a run directory whose best trial kept its weights "
                                f"({initial} not found); expected a run of `nascore search`", where=graph)
     out = out or f"train-{name}"
+    if export_dir:                 # refused now, not after the training
+        from nascore.exporting.package import check_target
+
+        check_target(export_dir)
     train = {**inherited.get("train", {}), **_settings(train_settings, "--set")}
     params = {**inherited.get("data_params", {}), **_settings(data_params, "--data-param")}
     metrics = train_graph(graph_path, out, data=data or inherited.get("data", "digits"),
@@ -450,15 +458,16 @@ def import_command(source, model, weights, out, formats, input_shape, overwrite)
 @click.argument("export_dir", type=click.Path(file_okay=False))
 @_fail_cleanly
 def verify_command(export_dir) -> None:
-    """Check an export folder: every file's checksum, the manifest, and the graph."""
-    from nascore.exporting.verify import verify_export
+    """Check an export folder: every listed file's size and sha256, no unlisted file, and the graph. The manifest
+    itself is not checksummed: this shows integrity, not authorship."""
+    from nascore.exporting.verify import PROVES, verify_export
 
     problems = verify_export(export_dir)
     for problem in problems:
         click.echo(f"problem: {problem}", err=True)
     if problems:
         sys.exit(1)
-    click.echo(f"{export_dir}: intact")
+    click.echo(f"{export_dir}: intact: {PROVES}")
 
 
 @main.command("exporters")

@@ -76,6 +76,26 @@ def _with_input(graph: Graph, input_shape: Any) -> Graph:
     return other
 
 
+MAX_TENSOR_BYTES = 1 << 30   # an export runs the model on an example batch: its largest tensor at most 1 GiB
+
+
+def _check_runnable(graph: Graph, analysis: Any) -> None:
+    """Refuse (one ExportError) an input so large that running the example batch would exhaust memory: the example
+    input and every node's output, for a batch of EXAMPLE_BATCH float32 samples, must each fit MAX_TENSOR_BYTES."""
+    largest = ("input", tuple(graph.input_shape))
+    for name, node in analysis.nodes.items():
+        for shape in node.outputs.values():
+            if math.prod(shape) > math.prod(largest[1]):
+                largest = (f"node {name!r}", tuple(shape))
+    need = EXAMPLE_BATCH * 4 * math.prod(largest[1])
+    if need > MAX_TENSOR_BYTES:
+        raise ExportError(f"input {'x'.join(map(str, graph.input_shape))} is too large to export: an export runs the "
+                          f"model on a batch of {EXAMPLE_BATCH}, whose largest tensor ({largest[0]}, "
+                          f"{'x'.join(map(str, (EXAMPLE_BATCH, *largest[1])))}) would take {need / 2**30:.1f} GiB; "
+                          f"expected at most {MAX_TENSOR_BYTES / 2**30:.0f} GiB: give a smaller --input",
+                          where=f"graph {graph.name!r}")
+
+
 def _build(graph: Graph, weights: Mapping[str, torch.Tensor] | None) -> nn.Module:
     """The model in eval mode: ``weights`` loaded strictly, or (None) a fresh initialisation of a fixed seed."""
     with torch.random.fork_rng(devices=[]):
@@ -124,6 +144,12 @@ def _pick_formats(formats: str | Iterable[str] | None) -> tuple[list[ExporterSpe
             raise ExportError(f"formats {seen[spec.filename]} and {spec.name} both write {spec.filename!r}")
         seen[spec.filename] = spec.name
     return specs, skipped
+
+
+def check_target(out: str | Path, overwrite: bool = False) -> None:
+    """Whether an export may be written to ``out`` (before any work: ``search --export``, ``train --export``): an
+    ExportError when it exists and may not be replaced (see :func:`export`)."""
+    _check_target(Path(out).absolute(), overwrite)
 
 
 def _check_target(out: Path, overwrite: bool) -> None:
@@ -184,6 +210,7 @@ def export(source: str | Path | Graph, out: str | Path, formats: str | Iterable[
     src = resolve_source(source, trial)
     graph = _with_input(src.graph, input_shape)
     analysis = graph.analyse()
+    _check_runnable(graph, analysis)
     model = _build(graph, src.weights)
     generator = torch.Generator().manual_seed(EXAMPLE_SEED)
     example = torch.randn((EXAMPLE_BATCH, *graph.input_shape), generator=generator)
@@ -241,4 +268,4 @@ def _write_format(spec: ExporterSpec, folder: Path, model: nn.Module, example: t
     return {"file": spec.filename, **_jsonable(dict(info or {})), "seconds": round(time.perf_counter() - t0, 3)}
 
 
-__all__ = ["export"]
+__all__ = ["MAX_TENSOR_BYTES", "check_target", "export"]

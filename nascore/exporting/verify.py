@@ -35,7 +35,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 @dataclass(frozen=True)
 class _Problem:
-    kind: str        # "manifest" | "missing" | "checksum" | "graph"
+    kind: str        # "manifest" | "missing" | "checksum" | "extra" | "graph"
     file: str | None
     message: str
 
@@ -171,11 +171,19 @@ def _check_graph(folder: Path, manifest: Mapping[str, Any]) -> tuple[Graph | Non
     return graph, []
 
 
-def verify_export(folder: str | Path) -> list[str]:
-    """Every problem of an export folder, as sentences naming the file (empty: it is intact).
+PROVES = ("every file manifest.json lists is present with its recorded size and sha256, nothing else is in the "
+          "folder, and graph.yaml loads with the recorded structural hash. Not covered: manifest.json itself (its "
+          "metrics, versions and origin are not checksummed, so an edit there goes unseen), and who made the "
+          "export (checksums show integrity, not authorship)")
 
-    Checks the manifest's structure, that every listed file exists with its recorded size and sha256, and that
-    ``graph.yaml`` loads (its blocks' plugins installed) and has the recorded structural hash.
+
+def verify_export(folder: str | Path) -> list[str]:
+    """Every problem of an export folder, as sentences naming the file (empty: it is intact, meaning exactly
+    :data:`PROVES`).
+
+    Checks the manifest's structure, that every listed file exists with its recorded size and sha256, that nothing
+    else is in the folder, and that ``graph.yaml`` loads (its blocks' plugins installed) and has the recorded
+    structural hash.
     """
     folder = Path(folder)
     try:
@@ -183,6 +191,8 @@ def verify_export(folder: str | Path) -> list[str]:
     except ExportError as err:
         return [str(err)]
     problems = _check_files(folder, manifest, hashed=None)
+    problems += [_Problem("extra", name, f"{folder / name}: not listed in {MANIFEST} (an extra file, covered by no "
+                                         "checksum)") for name in unlisted_entries(folder, manifest)]
     if not any(p.file == GRAPH_FILE for p in problems):
         problems += _check_graph(folder, manifest)[1]
     return [str(p) for p in problems]
@@ -191,14 +201,16 @@ def verify_export(folder: str | Path) -> list[str]:
 def load_model(folder: str | Path, verify: bool = True) -> nn.Module:
     """The exported model, rebuilt from ``graph.yaml`` with the weights of ``model.safetensors``, in eval mode.
 
-    With ``verify`` (the default), the sha256 of graph.yaml and model.safetensors and the presence and size of every
-    listed file are checked before anything is parsed: a mismatch is a :class:`ChecksumError` naming the file.
+    With ``verify`` (the default), the size and sha256 of the two files it reads, graph.yaml and model.safetensors,
+    are checked before anything is parsed: a mismatch is a :class:`ChecksumError` naming the file. The other
+    formats' files (model.onnx, ...) are not needed, so one missing does not stop it (``nascore verify`` reports it).
     Weights are read with safetensors (never pickle) and loaded strictly (an ExportError names mismatched keys).
     """
     folder = Path(folder)
     manifest = read_manifest(folder)
     if verify:
-        problems = _check_files(folder, manifest, hashed=(GRAPH_FILE, WEIGHTS_FILE))
+        needed = {name: manifest["files"][name] for name in (GRAPH_FILE, WEIGHTS_FILE)}
+        problems = _check_files(folder, {**manifest, "files": needed}, hashed=None)
         if problems:
             first = problems[0]
             error = ChecksumError if first.kind == "checksum" else ExportError
@@ -248,5 +260,5 @@ def load_state(model: nn.Module, weights: Mapping[str, torch.Tensor], where: str
         raise ExportError(f"do not fit the graph: {str(exc).splitlines()[0]}", where=where) from None
 
 
-__all__ = ["check_written_by_nascore", "load_model", "load_state", "read_manifest", "read_weights",
+__all__ = ["PROVES", "check_written_by_nascore", "load_model", "load_state", "read_manifest", "read_weights",
            "unlisted_entries", "verify_export"]

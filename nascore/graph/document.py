@@ -70,7 +70,10 @@ def _from_dict(doc: Any, source: str) -> Graph:
         raise DocumentError("'nodes' must be a non-empty list of node mappings")
     last_of_stage: dict[str, str] = {}
     for index, entry in enumerate(entries):
-        _add_entry(graph, entry, index, last_of_stage)
+        try:
+            _add_entry(graph, entry, index, last_of_stage)
+        except GraphError as err:   # an input not defined (yet): one defined later is said as such, a cycle shown
+            raise (_forward_reference(entries, index) if "unknown node" in err.message else None) or err
     outputs = doc.get("outputs")
     if outputs is not None:
         if isinstance(outputs, str):
@@ -132,6 +135,62 @@ def _add_entry(graph: Graph, entry: Any, index: int, last_of_stage: dict[str, st
     for i in range(repeat):
         graph.add(f"{name}.{i}", block, refs if i == 0 else None, stage=name, **(params if i == 0 else rest))
     last_of_stage[name] = f"{name}.{repeat - 1}"
+
+
+def _forward_reference(entries: list[Any], index: int) -> GraphError | None:
+    """Node ``index`` failed to take an input it names: when that input is defined later in the document, say so,
+    and print the cycle when following the inputs from there comes back to the node (None: not this case)."""
+    inputs: dict[str, list[str]] = {}     # each well-formed entry (and its stage) -> the names it takes input from
+    order: list[str] = []
+    previous = INPUT
+    for entry in entries:
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        if not isinstance(name, str):
+            return None
+        refs = entry.get("inputs", [previous])
+        refs = [refs] if isinstance(refs, str) else refs
+        if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+            return None
+        inputs[name] = [Ref.parse(r).node for r in refs]
+        if "." in name:
+            inputs.setdefault(name.rsplit(".", 1)[0], []).append(name)   # a stage written node by node
+        order.append(name)
+        previous = name
+    me = order[index] if index < len(order) else None
+    if me is None:
+        return None
+    if me in inputs[me]:
+        path: list[str] | None = [me]
+        later = [me]
+    else:
+        later = [n for n in inputs[me] if n in inputs and n not in order[:index]]
+        if not later:
+            return None
+        path = _path(later[0], me, inputs)
+    if path is not None:
+        cycle = " -> ".join([me, *path])
+        return GraphError(f"its inputs form a cycle: {cycle} (each arrow: takes input from); a network is acyclic: "
+                          "every node's inputs must come before it", where=f"node {me!r}")
+    return GraphError(f"takes input from {later[0]!r}, which is defined later in the document; expected inputs "
+                      f"defined before the node that takes them (move {later[0]!r} up)", where=f"node {me!r}")
+
+
+def _path(start: str, goal: str, inputs: dict[str, list[str]]) -> list[str] | None:
+    """Names from ``start`` to ``goal`` following inputs (depth first, each name once), or None."""
+    stack, came = [start], {start: None}
+    while stack:
+        name = stack.pop()
+        if name == goal:
+            path = []
+            while name is not None:
+                path.append(name)
+                name = came[name]
+            return path[::-1]
+        for nxt in inputs.get(name, ()):
+            if nxt not in came:
+                came[nxt] = name
+                stack.append(nxt)
+    return None
 
 
 def _resolve(ref: Ref, last_of_stage: dict[str, str]) -> Ref:

@@ -123,6 +123,7 @@ class Search:
             self.study.set_user_attr("space", self.space.name)
             self.store.recover(self.book, self.say)
             self.pool.open()
+            signal.signal(signal.SIGTERM, self._on_sigterm)   # again: ray.init installs its own (a bare sys.exit)
             self.say(f"search {self.run_dir.name}: {self.config.trials} trials of {self.epochs} epochs, "
                      f"{self.config.workers} worker(s), strategy {self.config.strategy}, objectives "
                      f"{', '.join(self.config.objectives)}")
@@ -569,5 +570,11 @@ def search(space: str | Path | None = None, *, resume: str | Path | None = None,
         if overrides.get(kind) not in (None, settings.get(kind)) and overrides.get(f"{kind}_options") is None:
             settings.pop(f"{kind}_options", None)
     config = SearchConfig.merge(settings, overrides, where=f"{space}: search")
+    RunDir.check_settings(config)     # strategy and storage: refused before a run directory exists
     run = RunDir.create(runs_root, space_obj.name, space_obj, config)
-    return Search(run, space_obj, config, progress).run()
+    attempt = Search(run, space_obj, config, progress)
+    try:
+        return attempt.run()
+    except Exception:                 # refused before its first trial (data, evaluator...): no empty run left behind
+        run.discard_if_unused(config, attempt.store)
+        raise

@@ -84,22 +84,57 @@ class RunStudy:
 
 
 def open_study(run_dir: Any, space: Any, config: Any) -> RunStudy:
-    """Create the run's study, or load it on resume, with the strategy's sampler and the pruner."""
+    """Create the run's study, or load it on resume, with the strategy's sampler and the pruner.
+
+    The study is the one the run records (``RunDir.study_name``: run.json, never the folder's name). A new run's
+    study must not exist yet; a resumed run's must, unless the run's own study.db holds no study at all (killed
+    before its study was made). Anything else is a RunError: a resume never starts a second study beside the
+    first."""
     import optuna
 
+    from nascore.nas.rundir import storage_errors
     from nascore.nas.strategies import StrategyContext, make_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = run_dir.storage(config)
-    study = optuna.create_study(study_name=run_dir.name, storage=storage, sampler=optuna.samplers.RandomSampler(),
-                                pruner=make_pruner(config), directions=config.directions, load_if_exists=True)
+    url = run_dir.storage_url(config)
+    stored = run_dir.stored_study_name()
+    name = stored or run_dir.name
+    if run_dir.fresh or (not config.storage and not _study_names(storage, url)):
+        with storage_errors(url):
+            try:
+                study = optuna.create_study(study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(),
+                                            pruner=make_pruner(config), directions=config.directions)
+            except optuna.exceptions.DuplicatedStudyError:
+                raise RunError(f"storage {url} already holds a study named {name!r}; a new run needs its own "
+                               "(another run's study is never shared)", where=str(run_dir.path)) from None
+    else:
+        name = run_dir.study_name(storage, config)
+        with storage_errors(url):
+            study = optuna.load_study(study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler(),
+                                      pruner=make_pruner(config))
+        if list(study.directions) != [optuna.study.StudyDirection.MAXIMIZE if d == "maximize" else
+                                      optuna.study.StudyDirection.MINIMIZE for d in config.directions]:
+            raise RunError(f"study {name!r} has other objectives' directions than config.yaml; expected the run's "
+                           "own study", where=str(run_dir.path))
+        run_dir.remember_study(name)
     # On resume the seed moves on by the trials already asked, so the sampler does not replay its first
     # proposals (they would only come back as duplicates).
-    seed = config.seed + len(study.get_trials(deepcopy=False))
+    with storage_errors(url, "cannot be read"):
+        seed = config.seed + len(study.get_trials(deepcopy=False))
     context = StrategyContext(directions=config.directions, seed=seed, workers=config.workers,
                               grid=space.grid(), options=dict(config.strategy_options))
     study.sampler = make_sampler(config.strategy, context)
     return RunStudy(study, storage)
+
+
+def _study_names(storage: Any, url: str) -> list[str]:
+    import optuna
+
+    from nascore.nas.rundir import storage_errors
+
+    with storage_errors(url):
+        return optuna.get_all_study_names(storage)
 
 
 __all__ = ["RunStudy", "make_pruner", "open_study", "record_of"]
