@@ -74,14 +74,16 @@ def _search_command(runs: Path, trials: int, evaluator: str, extra: list[str]) -
 def run_search(cmd: list[str], limit_s: float | None) -> tuple[Path, float]:
     """Run a search in its own process (stopped with SIGTERM after ``limit_s``); its run directory and wall time."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        proc.wait(timeout=limit_s)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=120)
-    wall = time.perf_counter() - t0
-    text = proc.stdout.read()
+    with tempfile.TemporaryFile("w+") as log:   # a file, not a pipe: a full pipe would block the search
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            proc.wait(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+        wall = time.perf_counter() - t0
+        log.seek(0)
+        text = log.read()
     runs = [line.split("run directory:", 1)[1].strip() for line in text.splitlines() if "run directory:" in line]
     if not runs:
         runs_root = Path(cmd[cmd.index("--runs") + 1])
