@@ -273,8 +273,8 @@ def _train(job: dict[str, Any], rank: int, world: int, say: Callable[[str], None
     run = CheckpointedRun(out, {"space_hash": space_digest(space), "data": data_record,
                                 "supernet": json.dumps(how, sort_keys=True)}, "supernet",
                           extra={"format": FORMAT, "space": space.name})
+    splits = load_dataset(job["data"], job["data_root"], **job["data_params"])   # a bad data set: nothing written
     state, config = run.resume(config, job["resume"])
-    splits = load_dataset(job["data"], job["data_root"], **job["data_params"])
 
     torch.manual_seed(config.seed)
     supernet = Supernet(space, kernel_sharing=job["kernel_sharing"], cover_limit=job["cover_limit"])
