@@ -363,8 +363,10 @@ def _train_on_ray(job: dict[str, Any], workers: int, cpus: float, gpus: float, a
     if workers < 1 or cpus <= 0 or gpus < 0:
         raise SupernetError(f"got workers={workers}, cpus_per_worker={cpus}, gpus_per_worker={gpus}; expected "
                             "workers >= 1, cpus > 0, gpus >= 0", where="workers")
+    from nascore.training.checkpointed import CheckpointedRun
+
     out = Path(job["out"])
-    out.mkdir(parents=True, exist_ok=True)
+    CheckpointedRun(out, {}, "supernet").claim()   # nascore's folder before Ray writes its own records into it
     job = {**job, "threads": max(1, math.ceil(cpus)),
            "train": {**job["train"], "device": "cuda" if gpus > 0 else "cpu"}}
     owns = connect_ray(address, math.ceil(workers * cpus))
