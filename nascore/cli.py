@@ -498,6 +498,13 @@ def strategies_command(as_json: bool) -> None:
         click.echo(f"{r['name']}  [{r['plugin']}]  {multi}\n    {r['doc']}")
 
 
+def _echo_params(params: Any) -> None:
+    """One line per Param of a listed plugin (an evaluator's options, a data set's parameters)."""
+    for p in params:
+        default = "required" if p.required else f"default {p.default!r}"
+        click.echo(f"    - {p.name}: {p.describe()}, {default}  {p.doc}")
+
+
 @main.command("evaluators")
 @_fail_cleanly
 def evaluators_command() -> None:
@@ -506,9 +513,7 @@ def evaluators_command() -> None:
 
     for name, spec in EVALUATORS.items():
         click.echo(f"{name}  [{EVALUATORS.owner(name)}]\n    {spec.doc}")
-        for p in spec.options:
-            default = "required" if p.required else f"default {p.default!r}"
-            click.echo(f"    - {p.name}: {p.describe()}, {default}  {p.doc}")
+        _echo_params(spec.options)
 
 
 @main.command("datasets")
@@ -519,8 +524,7 @@ def datasets_command() -> None:
 
     for name, spec in DATASETS.items():
         click.echo(f"{name}  [{DATASETS.owner(name)}]\n    {spec.summary if hasattr(spec, 'summary') else spec.doc}")
-        for p in spec.params:
-            click.echo(f"    - {p.name}: {p.describe()}, default {p.default!r}  {p.doc}")
+        _echo_params(spec.params)
 
 
 @main.group("runs")

@@ -68,12 +68,11 @@ class SupernetEvaluator:
 
     def train_epoch(self) -> dict[str, Any]:
         if self.record is None:
-            from nascore.oneshot.calibrate import recalibrate_batch_norm
+            from nascore.oneshot.training import recalibrated_accuracy
 
             start = time.perf_counter()
-            used = recalibrate_batch_norm(self.model, self.trainer.batches("train", self.batches, self.batch_size,
-                                                                           seed=1))
-            self.record = {"epoch": 1, "val_acc": self.trainer.evaluate("val"), "calibration_batches": used,
+            accuracy, used = recalibrated_accuracy(self.model, self.trainer, self.batches, self.batch_size)
+            self.record = {"epoch": 1, "val_acc": accuracy, "calibration_batches": used,
                            "seconds": time.perf_counter() - start}
         return dict(self.record)
 

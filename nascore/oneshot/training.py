@@ -202,8 +202,15 @@ def score_path(supernet: Supernet, graph: Graph, trainer: Any, batches: int, spl
         from nascore.training.trainer import Resize
 
         model = Resize(model, side)
-    recalibrate_batch_norm(model, trainer.batches("train", batches, seed=1))
-    return trainer.evaluate(split, model=model)
+    return recalibrated_accuracy(model, trainer, batches, split=split)[0]
+
+
+def recalibrated_accuracy(model: nn.Module, trainer: Any, batches: int, batch_size: int | None = None,
+                          split: str = "val") -> tuple[float, int]:
+    """(top-1 accuracy on ``split``, batches used) of ``model`` after its batch-norm statistics are recomputed on
+    ``batches`` training batches of ``trainer``'s data (a fixed draw): how every one-shot candidate is scored."""
+    used = recalibrate_batch_norm(model, trainer.batches("train", batches, batch_size, seed=1))
+    return trainer.evaluate(split, model=model), used
 
 
 def _settings(space: Any, data: str | None, data_root: str | None, data_params: Mapping[str, Any] | None,
@@ -411,4 +418,5 @@ def _unwrap_ray_error(exc: BaseException) -> BaseException:
     return RunError(f"distributed supernet training failed: {first[:300]}", where="ray train")
 
 
-__all__ = ["SAMPLING", "SinglePath", "load_supernet", "score_path", "space_digest", "train_supernet"]
+__all__ = ["SAMPLING", "SinglePath", "load_supernet", "recalibrated_accuracy", "score_path", "space_digest",
+           "train_supernet"]
