@@ -69,8 +69,9 @@ class Supernet(nn.Module):
     """The shared weights of every point of ``space``; ``forward(x, graph)`` runs the point ``graph``."""
 
     def __init__(self, space: Any, kernel_sharing: str = "slice", cover_limit: int = 256,
-                 initialise: bool = True):
-        """``initialise=False`` leaves the bank at zero, for weights loaded next (a trained supernet)."""
+                 initialise: bool = True, seed: int = 0):
+        """``seed`` draws the bank's initial values (the same on every rank; the global RNG is left as it was);
+        ``initialise=False`` leaves the bank at zero, for weights loaded next (a trained supernet)."""
         super().__init__()
         if kernel_sharing not in KERNEL_SHARING:
             raise SupernetError(f"got {kernel_sharing!r}, expected one of {list(KERNEL_SHARING)}",
@@ -84,7 +85,7 @@ class Supernet(nn.Module):
         self._modules_cache: dict[tuple[Any, ...], nn.Module] = {}
         points = covering_paths(space, cover_limit)
         self.reference = points[0][0]   # the largest point (every elastic decision at its maximum)
-        self._init_bank(points, materialise=initialise)
+        self._init_bank(points, materialise=initialise, seed=seed)
 
     # the bank ------------------------------------------------------------------------------------------------------
 
@@ -112,7 +113,8 @@ class Supernet(nn.Module):
             sig.append(type(sub).__name__ + (f"{kernel}" if kernel and self.kernel_sharing == "separate" else ""))
         return (key, spec.shared_slot(tname, info.params[param]), "/".join(sig))
 
-    def _init_bank(self, points: Iterable[tuple[Graph, dict[str, Any]]], materialise: bool = True) -> None:
+    def _init_bank(self, points: Iterable[tuple[Graph, dict[str, Any]]], materialise: bool = True,
+                   seed: int = 0) -> None:
         """Walk every node of every covering point on the meta device (no memory, no initialisation) to find each
         bank tensor's largest shape; then, with ``materialise``, build for real only the node configurations that
         hold some tensor's largest instance and copy their initialised values into the bank at its place (else the
@@ -137,23 +139,24 @@ class Supernet(nn.Module):
                         largest[slot] = (tensor.numel(), info, tname)
                     is_param[slot] = param
         built: dict[tuple[Any, ...], nn.Module] = {}
-        torch.manual_seed(0)
-        for i, (slot, shape) in enumerate(shapes.items()):
-            _, info, tname = largest[slot]
-            dtype = dict((n, t) for n, t, _ in _tensors(self._meta_module(info)))[tname].dtype
-            full = torch.zeros(shape, dtype=dtype)
-            if materialise:
-                config = self._config(info)
-                if config not in built:      # a real build of one node, in a fixed order: the same on every rank
-                    built[config] = info.spec.module(info.spec.in_channels(info.in_shapes), **info.params)
-                source = dict((n, t) for n, t, _ in _tensors(built[config]))[tname]
-                slice_to(full, tuple(source.shape)).copy_(source.detach())
-            attr = f"w{i}"
-            if is_param[slot]:
-                self.register_parameter(attr, nn.Parameter(full))
-            else:
-                self.register_buffer(attr, full)
-            self._slots[slot] = attr
+        with torch.random.fork_rng(devices=[]):   # the bank's draw, not the caller's RNG
+            torch.manual_seed(seed)
+            for i, (slot, shape) in enumerate(shapes.items()):
+                _, info, tname = largest[slot]
+                dtype = dict((n, t) for n, t, _ in _tensors(self._meta_module(info)))[tname].dtype
+                full = torch.zeros(shape, dtype=dtype)
+                if materialise:
+                    config = self._config(info)
+                    if config not in built:      # a real build of one node, in a fixed order: the same on every rank
+                        built[config] = info.spec.module(info.spec.in_channels(info.in_shapes), **info.params)
+                    source = dict((n, t) for n, t, _ in _tensors(built[config]))[tname]
+                    slice_to(full, tuple(source.shape)).copy_(source.detach())
+                attr = f"w{i}"
+                if is_param[slot]:
+                    self.register_parameter(attr, nn.Parameter(full))
+                else:
+                    self.register_buffer(attr, full)
+                self._slots[slot] = attr
 
     def layout(self) -> list[dict[str, Any]]:
         """Every bank tensor: where it belongs and its shape (stored beside checkpoints, checked on load)."""

@@ -284,7 +284,8 @@ def _train(job: dict[str, Any], rank: int, world: int, say: Callable[[str], None
     state, config = run.resume(config, job["resume"])
 
     torch.manual_seed(config.seed)
-    supernet = Supernet(space, kernel_sharing=job["kernel_sharing"], cover_limit=job["cover_limit"])
+    supernet = Supernet(space, kernel_sharing=job["kernel_sharing"], cover_limit=job["cover_limit"],
+                        seed=job["seed"])
     supernet.drop_path_rate = drop_path
     single = SinglePath(supernet, job["sampling"], job["seed"], _constraint_filter(job["constraints"]))
     model = wrap(single) if wrap is not None else single

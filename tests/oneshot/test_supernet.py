@@ -163,3 +163,16 @@ def test_recalibration_recomputes_a_paths_statistics_and_restores_its_accuracy(s
         right = error(model(x))
     assert right < 0.05 < 0.5 < wrong
     assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_the_seed_draws_the_bank_and_leaves_the_callers_rng_alone(space):
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    first = Supernet(space, seed=1).state_dict()
+    torch.testing.assert_close(torch.rand(3), expected_next, rtol=0, atol=0)   # the global RNG is untouched
+    again = Supernet(space, seed=1).state_dict()
+    other = Supernet(space, seed=2).state_dict()
+    weights = [k for k, v in first.items() if v.dim() >= 2]
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert any(not torch.equal(first[k], other[k]) for k in weights)
