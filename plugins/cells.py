@@ -600,6 +600,30 @@ def _nb201_slot(tensor: str, genotype: str) -> str:
     return tensor
 
 
+def _darts_slot(tensor: str, genotype: str) -> str:
+    """DartsCell's ``_ops.k`` is the k-th (op, input) pair: named by the edge it reads, ``node{n}_from{i}``, so a
+    genotype that wires the same edge shares its weights whichever pair it sits in (``_again``: the node's second
+    pair reads the same input as its first)."""
+    parts = tensor.split(".")
+    if parts[0] != "_ops":
+        return tensor
+    k = int(parts[1])
+    node = parse_darts(genotype)[k // 2]
+    (_, first), (_, second) = node
+    edge = f"node{k // 2}_from{node[k % 2][1]}" + ("_again" if k % 2 and first == second else "")
+    return ".".join(["_ops", edge, *parts[2:]])
+
+
+def _darts_covering(ops: tuple[str, ...], nodes: int) -> list[list]:
+    """Every (edge, op, again) of :func:`_darts_slot`: per op and input i, every node reads min(i, its last input)
+    through both pairs."""
+    rows = []
+    for op in ops:
+        for i in range(nodes + 1):
+            rows.append([v for k in range(nodes) for v in (min(i, k + 1), op) * 2])
+    return rows
+
+
 NB201_GENOTYPE = GenotypeSpec(
     name="nb201", ops=NB201_OPS, decisions=_nb201_decisions, compose=_nb201_compose, parse=parse_nb201,
     format=format_nb201, canonical=nb201_canonical_genotype, shared_slot=_nb201_slot,
@@ -608,8 +632,8 @@ NB201_GENOTYPE = GenotypeSpec(
 
 DARTS_GENOTYPE = GenotypeSpec(
     name="darts", ops=DARTS_OPS, default_ops=DARTS_SEARCH_OPS, decisions=_darts_decisions, compose=_darts_compose,
-    parse=parse_darts, format=format_darts, canonical=darts_canonical_genotype,
-    options=(Param("nodes", int, 4, "intermediate nodes of the cell (DARTS uses 4)", low=1, high=8),),
+    parse=parse_darts, format=format_darts, canonical=darts_canonical_genotype, shared_slot=_darts_slot,
+    covering=_darts_covering, options=(Param("nodes", int, 4, "intermediate nodes of the cell (DARTS uses 4)", low=1, high=8),),
     doc="DARTS / NASNet cell (darts_cell): per intermediate node two inputs and two ops.",
 )
 

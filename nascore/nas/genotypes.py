@@ -46,9 +46,11 @@ class GenotypeSpec:
     ``options``: what else the expression takes (DARTS' ``nodes``), typed and ranged like block parameters.
     ``shared_slot(tensor_name, genotype)``: the name of the cell's tensor ``tensor_name`` by edge (the same edge gets
     the same name in every genotype), so a one-shot supernet keeps one tensor per (edge, operation) and serves every
-    genotype; None: the supernet refuses the choice. Each decision must then choose one edge's operation (as
-    NAS-Bench-201's do), so that visiting every option of every decision once meets every (edge, operation); DARTS'
-    decisions choose an input and an operation separately, and it is refused for now.
+    genotype; None: the supernet refuses the choice. ``covering(ops, **options)``: value lists (one value per
+    decision, in order) whose genotypes together hold every (edge, operation) ``shared_slot`` names, for the
+    supernet to find each shared tensor's shape; None: every option of every decision once, which is enough where
+    each decision chooses one edge's operation (NAS-Bench-201) but not where an input and an operation are chosen
+    apart (DARTS).
     """
 
     name: str
@@ -63,6 +65,7 @@ class GenotypeSpec:
     doc: str = ""
     aliases: tuple[str, ...] = ()
     shared_slot: Callable[[str, str], str] | None = None
+    covering: Callable[..., Sequence[Sequence[Any]]] | None = None
 
     def __post_init__(self) -> None:
         # A malformed spec raises here, inside the plugin's hook: the registry reports the plugin by name.
@@ -78,8 +81,9 @@ class GenotypeSpec:
         for role in ("decisions", "compose", "parse", "format"):
             if not callable(getattr(self, role)):
                 raise TypeError(f"genotype kind {self.name!r}: {role} must be callable")
-        if self.canonical is not None and not callable(self.canonical):
-            raise TypeError(f"genotype kind {self.name!r}: canonical must be callable or None")
+        for role in ("canonical", "shared_slot", "covering"):
+            if getattr(self, role) is not None and not callable(getattr(self, role)):
+                raise TypeError(f"genotype kind {self.name!r}: {role} must be callable or None")
         object.__setattr__(self, "options", tuple(self.options))
         for p in self.options:
             if not isinstance(p, Param) or p.name in EXPRESSION_KEYS:
@@ -140,6 +144,24 @@ class GenotypeSpec:
         if not decisions:
             raise PluginError("decisions() returned no decision", where=f"genotype kind {self.name!r}")
         return decisions
+
+    def cover(self, ops: tuple[str, ...], options: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``{decision name: value}`` per genotype of the kind's covering (``covering``; by default each option of
+        every decision once, the i-th genotype taking every decision's i-th option), checked against the decisions:
+        a bad one is the plugin's bug."""
+        decisions = self.plan(ops, options)
+        if self.covering is None:
+            width = max(len(d.choices) for d in decisions)
+            return [{d.name: d.choices[i % len(d.choices)] for d in decisions} for i in range(width)]
+        with plugin_code("covering()", where=f"genotype kind {self.name!r}"):
+            rows = [list(row) for row in self.covering(ops, **options)]
+        for row in rows:
+            if len(row) != len(decisions) or any(v not in d.choices for v, d in zip(row, decisions)):
+                raise PluginError(f"covering() returned {row!r:.80}; expected one of each decision's choices for "
+                                  f"{[d.name for d in decisions]}", where=f"genotype kind {self.name!r}")
+        if not rows:
+            raise PluginError("covering() returned no genotype", where=f"genotype kind {self.name!r}")
+        return [{d.name: v for d, v in zip(decisions, row)} for row in rows]
 
     def sample(self, suggest_categorical: Callable[[str, tuple[Any, ...]], Any], prefix: str, ops: Any = None,
                **options: Any) -> str:

@@ -100,15 +100,19 @@ def covering_paths(space: Any, limit: int = 256) -> list[tuple[Graph, dict[str, 
 
     Structural decisions (block, activation...) take every combination while there are at most ``limit``, else
     each option at least once; with each, elastic decisions take their largest values, then their smallest (all,
-    and one at a time). Points the space rejects are skipped.
+    and one at a time). A cell genotype's decisions follow its kind's covering (``GenotypeSpec.cover``), all
+    genotypes of the space side by side. Points the space rejects are skipped.
     """
     structural: dict[str, tuple[Any, ...]] = {}
     elastic: dict[str, tuple[Any, ...]] = {}
+    genotypes = _genotype_covering(space)
 
     def rule_for(fixed: dict[str, Any]) -> Decide:
         def decide(name, options, interval):
             if name in fixed:
                 return fixed[name]
+            if name in genotypes[0]:
+                return genotypes[0][name]
             if options is None:
                 elastic.setdefault(name, (interval[0], interval[1]))
                 return interval[1]
@@ -151,6 +155,20 @@ def covering_paths(space: Any, limit: int = 256) -> list[tuple[Graph, dict[str, 
         visit({**smallest, **fixed})
         for name, low in smallest.items():
             visit({name: low, **fixed})
+    for row in genotypes[1:]:
+        visit(row)
+        visit({**{name: min(options) for name, options in elastic.items()}, **row})
     if not points:
         raise errors[0]
     return list(points.values())
+
+
+def _genotype_covering(space: Any) -> list[dict[str, Any]]:
+    """``{trial parameter: value}`` rows that visit every genotype kind's covering, all genotype choices of the
+    space side by side (row i takes each one's i-th genotype, cycling the shorter); ``[{}]`` without genotypes."""
+    from nascore.nas.space import Genotype
+
+    tables = [[{f"{name}/{k}": v for k, v in row.items()} for row in expr.spec.cover(expr.ops, dict(expr.options))]
+              for name, expr in space.choices() if isinstance(expr, Genotype)]
+    width = max((len(t) for t in tables), default=1)
+    return [{k: v for t in tables for k, v in t[i % len(t)].items()} for i in range(width)]

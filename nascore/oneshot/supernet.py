@@ -5,7 +5,8 @@ device (no memory), with its tensors taken from a shared bank by ``torch.func.fu
 tensor per (node, block, structural choices, tensor name) at the largest size any point needs; a point uses its
 leading channels and, for kernels, the centre (Once-for-All's weight sharing, without its transformation matrices).
 So an expansion, width, kernel or depth choice shares weights; a block choice holds one set per option; a
-structural choice (activation, norm) one set per value. The chosen path is an explicit argument (STYLE.md 11):
+structural choice (activation, norm) one set per value; a cell genotype one tensor per (edge, operation), named by
+its kind's ``GenotypeSpec.shared_slot``. The chosen path is an explicit argument (STYLE.md 11):
 ``supernet(x, graph)``. The supernet is an ordinary nn.Module and knows nothing of Ray or of training.
 
 Extraction gives, for any point, exactly ``graph.build()`` with the inherited tensors copied in: no supernet code is

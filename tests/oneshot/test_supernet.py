@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nascore.errors import SupernetError
+from nascore.ext.manager import register_plugin, unregister_plugin
 from nascore.nas.space import SearchSpace
 from nascore.oneshot.paths import fair_rule, sample_path, uniform_rule
 from nascore.oneshot.supernet import Supernet, slice_to
@@ -94,10 +95,55 @@ def test_kernel_sharing_separate_keeps_one_weight_per_kernel(space):
         Supernet(space, kernel_sharing="centre")
 
 
-def test_a_genotype_choice_whose_cell_cannot_share_is_refused_naming_it():
+def test_a_genotype_kind_without_shared_slots_is_refused_naming_the_choice(fresh_plugins):
+    from tests.nas.test_genotypes import ChainCellPlugin, cell_space
+
+    name = register_plugin(ChainCellPlugin(), name="chain_cells")
+    try:
+        space = SearchSpace(cell_space({"genotype": "chain", "name": "act"}, block="chain_cell"))
+        with pytest.raises(SupernetError, match=r"choice 'act': a chain cell genotype choice.*shared_slot"):
+            Supernet(space)
+    finally:
+        unregister_plugin(name)
+
+
+def _darts_point(space, normal):
+    """The darts.yaml point whose normal cell is ``normal`` (per node two (op, input) pairs); the reduction cell
+    fixed."""
+    values = {}
+    reduce = [[("max_pool_3x3", 0), ("sep_conv_3x3", 1)]] * 4
+    for cell, nodes in (("normal", normal), ("reduce", reduce)):
+        for k, node in enumerate(nodes):
+            for s, (op, i) in enumerate(node):
+                values[f"{cell}/node{k}/input{s}"] = i
+                values[f"{cell}/node{k}/op{s}"] = op
+    return space.fixed(values)
+
+
+def test_darts_cells_share_one_tensor_per_edge_and_operation():
+    """Every DARTS point runs exactly as its extracted subnet; the same operation on the same edge shares its
+    tensor wherever the pair sits in the cell; another operation on that edge does not, except a larger kernel of
+    the same kind, whose centre it is (slice sharing)."""
     space = SearchSpace.load(SPACES / "darts.yaml")
-    with pytest.raises(SupernetError, match=r"choice 'normal': a darts cell genotype choice.*shared_slot"):
-        Supernet(space)
+    supernet = Supernet(space).eval()
+    x = torch.randn(2, 1, 8, 8)
+    for graph, _ in _paths(space, 3):
+        torch.testing.assert_close(supernet.subnet(graph).eval()(x), supernet(x, graph), rtol=0, atol=0)
+    start = [[("skip_connect", 0), ("skip_connect", 1)], [("skip_connect", 0), ("skip_connect", 1)]]
+    # node 2 reads node 1's state (input 3) through its second pair in a, its first pair in b
+    a = supernet.extract(_darts_point(space, [*start, [("max_pool_3x3", 0), ("sep_conv_3x3", 3)],
+                                              [("skip_connect", 0), ("skip_connect", 1)]]))
+    b = supernet.extract(_darts_point(space, [*start, [("sep_conv_3x3", 3), ("sep_conv_3x3", 3)],
+                                              [("skip_connect", 0), ("skip_connect", 1)]]))
+    c = supernet.extract(_darts_point(space, [*start, [("max_pool_3x3", 0), ("sep_conv_5x5", 3)],
+                                              [("skip_connect", 0), ("skip_connect", 1)]]))
+    d = supernet.extract(_darts_point(space, [*start, [("max_pool_3x3", 0), ("dil_conv_3x3", 3)],
+                                              [("skip_connect", 0), ("skip_connect", 1)]]))
+    first = "cell1._ops.5.op.1.weight"          # node 2, pair 1: depthwise 3x3 of sep_conv_3x3 from input 3
+    assert a[first].shape[-1] == 3 and torch.equal(a[first], b["cell1._ops.4.op.1.weight"])
+    torch.testing.assert_close(a[first], slice_to(c[first], (*c[first].shape[:2], 3, 3)), rtol=0, atol=0)
+    assert not torch.equal(a[first], d[first])   # dil_conv_3x3 on the same edge: weights of its own
+    assert not torch.equal(b["cell1._ops.4.op.1.weight"], b["cell1._ops.5.op.1.weight"])   # read twice: two
 
 
 def test_nb201_edges_hold_one_tensor_per_operation():
