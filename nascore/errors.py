@@ -68,6 +68,11 @@ class RunError(NascoreError):
     """A run directory is missing, corrupt, or used in a way it cannot be."""
 
 
+class ClusterError(NascoreError):
+    """The Ray cluster cannot be joined, or cannot give what a search or a training asks for (CPUs, GPUs per worker),
+    or gave nothing within the time it was allowed."""
+
+
 class ExportError(NascoreError):
     """An export failed or an exported model is incomplete or tampered with."""
 
