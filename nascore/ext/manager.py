@@ -33,6 +33,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "nascore.mobile": "nascore_plugins.mobile",
     "nascore.inception": "nascore_plugins.inception",
     "nascore.necks": "nascore_plugins.necks",
+    "nascore.context": "nascore_plugins.context",
     "nascore.cells": "nascore_plugins.cells",
     "nascore.datasets": "nascore_plugins.datasets",
     "nascore.strategies": "nascore_plugins.strategies",
