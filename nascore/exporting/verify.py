@@ -210,12 +210,7 @@ def load_model(folder: str | Path, verify: bool = True) -> nn.Module:
     manifest = read_manifest(folder)
     if verify:
         needed = {name: manifest["files"][name] for name in (GRAPH_FILE, WEIGHTS_FILE)}
-        problems = _check_files(folder, {**manifest, "files": needed}, hashed=None)
-        if problems:
-            first = problems[0]
-            error = ChecksumError if first.kind == "checksum" else ExportError
-            more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-            raise error(f"{first.message}{more}")
+        _raise_first(_check_files(folder, {**manifest, "files": needed}, hashed=None))
         graph, problems = _check_graph(folder, manifest)
         if problems:
             raise ExportError(problems[0].message)
@@ -225,6 +220,29 @@ def load_model(folder: str | Path, verify: bool = True) -> nn.Module:
     model = graph.build()
     load_state(model, weights, where=str(folder / WEIGHTS_FILE))
     return model.eval()
+
+
+def verified_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The weights of an export folder (model.safetensors, its size and sha256 checked against the manifest) or of a
+    .safetensors file; ExportError / ChecksumError naming the file otherwise."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return read_weights(folder)
+    manifest = read_manifest(folder)
+    if WEIGHTS_FILE not in manifest["files"]:
+        raise ExportError(f"its manifest lists no {WEIGHTS_FILE}", where=str(folder))
+    _raise_first(_check_files(folder, {**manifest, "files": {WEIGHTS_FILE: manifest["files"][WEIGHTS_FILE]}},
+                              hashed=None))
+    return read_weights(folder / WEIGHTS_FILE)
+
+
+def _raise_first(problems: list[_Problem]) -> None:
+    """The first problem of a file check as its error (ChecksumError for a checksum), counting the others."""
+    if problems:
+        first = problems[0]
+        error = ChecksumError if first.kind == "checksum" else ExportError
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise error(f"{first.message}{more}")
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
