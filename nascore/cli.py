@@ -224,6 +224,9 @@ def graph_scale(file, out, width, depth, resolution, compound, phi) -> None:
 @click.option("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), help="CPUs per trial.")
 @click.option("--gpus-per-trial", type=click.FloatRange(min=0), help="GPUs per trial (fractions allowed).")
 @click.option("--address", help="Join a running Ray cluster (e.g. auto or HOST:PORT) instead of a local one.")
+@click.option("--resource-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Give up when no worker has started after SECONDS (the cluster busy, or short of what a trial "
+                   "asks); meanwhile say what is pending. Default 300.")
 @click.option("--data", help="Data set name (`nascore datasets`); default: the space's, else digits.")
 @click.option("--data-root", type=click.Path(), help="Where the data set lives (cifar10, imagefolder...).")
 @click.option("--objective", "objectives", multiple=True,
@@ -249,9 +252,9 @@ def graph_scale(file, out, width, depth, resolution, compound, phi) -> None:
               help="When done, export the best model to this directory.")
 @_fail_cleanly
 def search_command(space, resume, runs_root, strategy, trials, epochs, workers, cpus_per_trial, gpus_per_trial,
-                   address, data, data_root, objectives, max_params, max_macs, max_latency_ms, pruner, evaluator,
-                   evaluator_options, warm_start_proxy, warm_start_candidates, warm_start_top, storage, seed,
-                   tensorboard, export_dir) -> None:
+                   address, resource_timeout, data, data_root, objectives, max_params, max_macs, max_latency_ms,
+                   pruner, evaluator, evaluator_options, warm_start_proxy, warm_start_candidates, warm_start_top,
+                   storage, seed, tensorboard, export_dir) -> None:
     """Search the architectures of SPACE (a search-space YAML) on local Ray, or a cluster with --address."""
     from nascore.errors import NascoreError
     from nascore.nas.driver import search
@@ -261,9 +264,10 @@ def search_command(space, resume, runs_root, strategy, trials, epochs, workers, 
     constraints = {k: v for k, v in (("max_params", max_params), ("max_macs", max_macs),
                                      ("max_latency_ms", max_latency_ms)) if v is not None}
     overrides = dict(strategy=strategy, trials=trials, epochs=epochs, workers=workers, cpus_per_trial=cpus_per_trial,
-                     gpus_per_trial=gpus_per_trial, address=address, data=data, data_root=data_root,
-                     objectives=list(objectives) or None, constraints=constraints or None, pruner=pruner,
-                     evaluator=evaluator, evaluator_options=_settings(evaluator_options, "--evaluator-option") or None,
+                     gpus_per_trial=gpus_per_trial, address=address, resource_timeout=resource_timeout, data=data,
+                     data_root=data_root, objectives=list(objectives) or None, constraints=constraints or None,
+                     pruner=pruner, evaluator=evaluator,
+                     evaluator_options=_settings(evaluator_options, "--evaluator-option") or None,
                      warm_start_proxy=warm_start_proxy, warm_start_candidates=warm_start_candidates,
                      warm_start_top=warm_start_top, storage=storage, seed=seed, tensorboard=tensorboard)
     if export_dir:                 # refused now, not after the whole search

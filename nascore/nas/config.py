@@ -56,6 +56,9 @@ class SearchConfig:
                                     check=positive)
     gpus_per_trial: float = setting(float, 0.0, "GPUs per trial (fractions allowed)", low=0)
     address: str | None = setting(str, None, "Ray cluster address (none: a Ray of this machine)")
+    resource_timeout: float = setting(float, 300.0, "seconds a search waits for the cluster to start a first "
+                                      "worker (resources busy, data set loading) before it gives up", low=0,
+                                      check=positive)
     storage: str | None = setting(str, None, "Optuna storage URL (none: the run's study.db)")
     seed: int = setting(int, 0, "seed of the strategy; trial N trains with seed + N")
     max_retries: int = setting(int, 1, "retries of a trial whose worker died", low=0)

@@ -43,7 +43,7 @@ from nascore.errors import EvaluatorError, NascoreError, ParamError, RunError, S
 from nascore.io.atomic import atomic_write_text
 from nascore.nas.book import Budget, Dedup, Kind, TrialBook, TrialRecord, best, budget_used, counts, status_line
 from nascore.nas.config import SearchConfig
-from nascore.nas.pool import ActorPool, Slot, SlotState, StepFailed
+from nascore.nas.pool import ActorPool, Slot, SlotState, StepFailed, probe_address
 from nascore.nas.recovery import RunStudy, open_study, record_of
 from nascore.nas.rundir import RunDir
 from nascore.nas.space import SearchSpace
@@ -82,7 +82,7 @@ class Search:
         self.progress = progress
         self.say = progress or (lambda line: None)
         self.book = TrialBook()
-        self.pool = ActorPool.for_search(config)
+        self.pool = ActorPool.for_search(config, self.say)
         self.store: RunStudy | None = None
         self.study = None
         self.data_shape: DataShape | None = None   # name, input shape and classes of the data set
@@ -278,9 +278,10 @@ class Search:
                     self.say(f"stopping: {budget.miss_limit} samples in a row were invalid, rejected or duplicates")
             if self._dirty:            # after the free slots got new work, so no worker waits on bookkeeping
                 self._publish()
-            if not self.pool.busy():
-                break
-            if self._advance(self.pool.wait()):
+            if not self.pool.busy() and not (sampling and budget.has_room(0) and self.pool.placing()):
+                break                  # (with budget left and workers still starting, wait for one of them)
+            slot = self.pool.wait()    # None: a worker started, and takes a trial next time round
+            if slot is not None and self._advance(slot):
                 budget.spend()
 
     # one trial -----------------------------------------------------------------------------------------------------
@@ -347,6 +348,7 @@ class Search:
         """Train ``trial``'s checked architecture on ``slot``."""
         self.book.start(digest, trial.number)
         trial.set_user_attr("kind", Kind.TRAINED.value)
+        trial.set_user_attr("node", slot.node)   # where it trains: Ray node id and IP, worker pid
         atomic_write_text(self.run_dir.trial_dir(trial.number) / "graph.yaml", graph.to_yaml())
         train = {"seed": self.config.seed + trial.number, **self.config.train, "epochs": self.epochs}
         job = _Job(trial, info={"params": analysis.params, "macs": analysis.macs, "hash": digest},
@@ -555,12 +557,15 @@ def search(space: str | Path | None = None, *, resume: str | Path | None = None,
     if resume is not None:
         run = RunDir.open(resume)
         stored = run.config().to_dict()
-        allowed = {"workers", "cpus_per_trial", "gpus_per_trial", "address", "trials", "tensorboard"}
+        allowed = {"workers", "cpus_per_trial", "gpus_per_trial", "address", "resource_timeout", "trials",
+                   "tensorboard"}
         changed = {k for k, v in overrides.items() if v is not None and stored.get(k) != v} - allowed
         if changed:
             raise RunError(f"cannot change {', '.join(sorted(changed))} on resume (only "
                            f"{', '.join(sorted(allowed))})", where=str(run.path))
         config = SearchConfig.merge(stored, {k: v for k, v in overrides.items() if k in allowed})
+        if config.address:
+            probe_address(config.address)   # a dead address fails in seconds, before anything else
         return Search(run, run.space(), config, progress).run()
     if space is None:
         raise RunError("give a search space file, or --resume RUN_DIR")
@@ -571,6 +576,8 @@ def search(space: str | Path | None = None, *, resume: str | Path | None = None,
             settings.pop(f"{kind}_options", None)
     config = SearchConfig.merge(settings, overrides, where=f"{space}: search")
     RunDir.check_settings(config)     # strategy and storage: refused before a run directory exists
+    if config.address:
+        probe_address(config.address)
     run = RunDir.create(runs_root, space_obj.name, space_obj, config)
     attempt = Search(run, space_obj, config, progress)
     try:

@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import math
 import os
+import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+
+from nascore.errors import ClusterError, first_line
 
 
 class SlotState(Enum):
@@ -34,6 +39,9 @@ class Slot:
     state: SlotState = SlotState.IDLE
     future: Any = None
     job: Any = None
+    ready: Any = None         # the new actor's first answer (``where``) while it is placed and starts; None after
+    node: dict[str, Any] | None = None   # where the actor runs: node_id, node_ip, pid
+    since: float = 0.0        # when the actor was asked for
 
 
 class StepFailed(Exception):
@@ -45,9 +53,52 @@ class StepFailed(Exception):
         self.worker_died = worker_died
 
 
+PROBE_SECONDS = 3.0    # how long connect_ray waits for an address to answer
+
+
+def probe_address(address: str, seconds: float = PROBE_SECONDS) -> None:
+    """Fail within ``seconds`` unless ``address`` (``HOST:PORT``, or ``ray://HOST:PORT``) is a listening gRPC
+    server, as a Ray head's GCS is: a ClusterError naming ``--address`` otherwise. ``ray.init`` would retry a dead
+    or foreign address for minutes, silently. ``auto`` and ``local`` are left to Ray."""
+    if address in ("auto", "local"):
+        return
+    where = "--address"
+    text = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ClusterError(f"got {address!r}, expected HOST:PORT of a Ray head (`ray start --head --port PORT` "
+                           "prints it), or auto", where=where)
+    try:
+        with socket.create_connection((host, int(port_text)), timeout=seconds) as conn:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+                return                                  # a TLS handshake is Ray's to make
+            conn.settimeout(seconds)
+            # an HTTP/2 client preface and an empty SETTINGS frame; a gRPC server answers with a SETTINGS frame
+            conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            head = b""
+            while len(head) < 9:
+                chunk = conn.recv(9 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except socket.timeout:
+        raise ClusterError(f"got {address!r}: no answer within {seconds:g} s; expected a running Ray head there "
+                           "(`ray start --head --port PORT`)", where=where) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ClusterError(f"got {address!r}: cannot connect ({reason}); expected a running Ray head there "
+                           "(`ray start --head --port PORT`)", where=where) from None
+    if len(head) < 9 or head[3] != 0x04:
+        raise ClusterError(f"got {address!r}: something listens there but it is not a Ray head (no gRPC "
+                           "answer); expected the head's GCS port (`ray start --head --port PORT`, default 6379)",
+                           where=where)
+
+
 def connect_ray(address: str | None, cpus_needed: int = 1) -> bool:
     """Join the cluster at ``address``, or start a private Ray on this machine (at least ``cpus_needed`` logical
     CPUs), unless Ray runs already in this process. Returns whether this call started it (and should shut it down).
+    An address that does not answer as a Ray head is a ClusterError within seconds (:func:`probe_address`).
     """
     import ray
 
@@ -56,26 +107,108 @@ def connect_ray(address: str | None, cpus_needed: int = 1) -> bool:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")   # a private local cluster; see RAY_OPTUNA_NOTES
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if address:
-        ray.init(address=address, log_to_driver=False)
+        probe_address(address)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ClusterError(f"got {address!r}: Ray could not join it: {first_line(exc)}",
+                               where="--address") from None
     else:
         ray.init(num_cpus=max(os.cpu_count() or 1, cpus_needed), include_dashboard=False, log_to_driver=False,
                  object_store_memory=256 * 1024 * 1024)
     return True
 
 
+def _alive_nodes() -> list[dict[str, float]]:
+    import ray
+
+    return [dict(n.get("Resources") or {}) for n in ray.nodes() if n.get("Alive")]
+
+
+def _amount(value: float, unit: str) -> str:
+    return f"{value:g} {unit}{'' if value == 1 else 's'}"
+
+
+def describe_cluster(nodes: list[dict[str, float]]) -> str:
+    """``2 CPUs and 0 GPUs on 2 nodes (at most 1 CPU, 0 GPUs on one)``."""
+    cpus = sum(n.get("CPU", 0.0) for n in nodes)
+    gpus = sum(n.get("GPU", 0.0) for n in nodes)
+    text = f"{_amount(cpus, 'CPU')} and {_amount(gpus, 'GPU')} on {len(nodes)} node{'' if len(nodes) == 1 else 's'}"
+    if len(nodes) > 1:
+        text += (f" (at most {_amount(max(n.get('CPU', 0.0) for n in nodes), 'CPU')}, "
+                 f"{_amount(max(n.get('GPU', 0.0) for n in nodes), 'GPU')} on one)")
+    return text
+
+
+def _fits(node: dict[str, float], cpus: float, gpus: float) -> int:
+    """How many workers of ``cpus`` CPUs and ``gpus`` GPUs fit on a node of these total resources."""
+    count = math.floor(node.get("CPU", 0.0) / cpus + 1e-9) if cpus > 0 else 1 << 30
+    if gpus > 0:
+        count = min(count, math.floor(node.get("GPU", 0.0) / gpus + 1e-9))
+    return count
+
+
+def check_capacity(workers: int, cpus: float, gpus: float, *, options: tuple[str, str] = ("--cpus-per-trial",
+                   "--gpus-per-trial"), unit: str = "trial", all_at_once: bool = False,
+                   say: Callable[[str], None] | None = None) -> int:
+    """How many of ``workers`` workers of (``cpus``, ``gpus``) the cluster Ray is connected to can hold at once,
+    from its nodes' total resources (a worker lives on one node). None: a ClusterError naming the option that
+    asks too much (``options``: the CPU and GPU option names), what it asks and what the cluster has. Fewer than
+    ``workers``: an error when ``all_at_once`` (a gang, as Ray Train's worker group), else a line to ``say``."""
+    nodes = _alive_nodes()
+    held = sum(_fits(n, cpus, gpus) for n in nodes)
+    has = describe_cluster(nodes)
+    if held == 0:
+        if gpus > 0 and not any(n.get("GPU", 0.0) + 1e-9 >= gpus for n in nodes):
+            option, asked = options[1], _amount(gpus, "GPU")
+        elif not any(n.get("CPU", 0.0) + 1e-9 >= cpus for n in nodes):
+            option, asked = options[0], _amount(cpus, "CPU")
+        else:
+            option, asked = f"{options[0]} with {options[1]}", f"{_amount(cpus, 'CPU')} with {_amount(gpus, 'GPU')}"
+        raise ClusterError(f"asked {asked} per {unit}; the cluster has {has}: no node can run one",
+                           where=option)
+    if held < workers:
+        line = (f"the cluster holds {held} of the {workers} workers asked at once ({_amount(cpus, 'CPU')}, "
+                f"{_amount(gpus, 'GPU')} each; it has {has})")
+        if all_at_once:
+            raise ClusterError(f"{line}; expected room for all of them", where="--workers")
+        if say is not None:
+            say(f"{line}; the others wait for resources")
+    return held
+
+
+class _PooledWorker:
+    """Mixed into TrialWorker for the pool: ``where`` answers once the actor is placed and started."""
+
+    def where(self) -> dict[str, Any]:
+        import ray
+
+        return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address(),
+                "pid": os.getpid()}
+
+
 class ActorPool:
     """``workers`` TrialWorker actors on a local Ray (started here when none is running) or the cluster at
     ``address``; each takes ``cpus`` / ``gpus`` (fractions allowed), loads data set ``data`` once and trains with
     ``evaluator``. A worker's torch threads (cpus rounded up) and device (cuda when it has a GPU) follow from them.
+    A worker that has not started after ``resource_timeout`` seconds, while none has, ends the search with a
+    ClusterError; ``say`` hears what is pending meanwhile.
     """
+
+    tick = 1.0             # seconds between looks at workers still being placed
+    notice_after = 10.0    # the first word about a worker still waiting, then every ``notice_every`` seconds
+    notice_every = 60.0
 
     def __init__(self, workers: int, *, cpus: float, gpus: float, address: str | None, data: str,
                  data_root: str | None, data_params: dict[str, Any], evaluator: str,
-                 evaluator_options: dict[str, Any] | None = None):
+                 evaluator_options: dict[str, Any] | None = None, resource_timeout: float = 300.0,
+                 say: Callable[[str], None] | None = None):
         self.workers = workers
         self.cpus = cpus
         self.gpus = gpus
         self.address = address
+        self.resource_timeout = resource_timeout
+        self.say = say or (lambda line: None)
         threads = max(1, math.ceil(cpus))
         device = "cuda" if gpus > 0 else "cpu"
         self._worker_args = (data, data_root, dict(data_params), threads, device, evaluator,
@@ -83,25 +216,33 @@ class ActorPool:
         self._remote: Any = None
         self._owns_ray = False
         self.slots: list[Slot] = []
+        self._start_failures = 0      # actors that died before they answered, in a row
+        self._next_notice = 0.0
 
     @classmethod
-    def for_search(cls, config: Any) -> "ActorPool":
+    def for_search(cls, config: Any, say: Callable[[str], None] | None = None) -> "ActorPool":
         """The pool a SearchConfig asks for."""
         return cls(config.workers, cpus=config.cpus_per_trial, gpus=config.gpus_per_trial, address=config.address,
                    data=config.data, data_root=config.data_root, data_params=config.data_params,
-                   evaluator=config.evaluator, evaluator_options=config.evaluator_options)
+                   evaluator=config.evaluator, evaluator_options=config.evaluator_options,
+                   resource_timeout=getattr(config, "resource_timeout", 300.0), say=say)
 
     # lifecycle -----------------------------------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Start Ray unless it runs already (then it is the caller's, and stays up), and the worker actors."""
+        """Start Ray unless it runs already (then it is the caller's, and stays up), check that the cluster can
+        hold a worker at all, and ask for the worker actors (they start in the background)."""
         import ray
 
         from nascore.nas.worker import TrialWorker
 
-        self._owns_ray = connect_ray(self.address, math.ceil(self.workers * self.cpus))
-        self._remote = ray.remote(TrialWorker).options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0)
-        self.slots = [Slot(self._new_actor()) for _ in range(self.workers)]
+        cores = os.cpu_count() or 1   # a private Ray gets this machine's cores; a trial may not ask for more
+        self._owns_ray = connect_ray(self.address, math.ceil(self.workers * min(self.cpus, cores)))
+        check_capacity(self.workers, self.cpus, self.gpus, say=self.say)
+        worker = type("TrialWorker", (_PooledWorker, TrialWorker), {})   # Ray's process titles keep the name
+        self._remote = ray.remote(worker).options(num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=0)
+        self.slots = [self._place(Slot(None)) for _ in range(self.workers)]
+        self._next_notice = time.monotonic() + min(self.notice_after, self.resource_timeout / 2)
 
     def close(self) -> None:
         """Kill the actors; shut Ray down if :meth:`open` started it. Safe to call when open failed midway."""
@@ -116,16 +257,24 @@ class ActorPool:
             ray.shutdown()
             self._owns_ray = False
 
-    def _new_actor(self) -> Any:
-        return self._remote.remote(*self._worker_args)
+    def _place(self, slot: Slot) -> Slot:
+        """Give ``slot`` a new actor; it takes trials once it answered (:meth:`wait`)."""
+        slot.actor = self._remote.remote(*self._worker_args)
+        slot.ready, slot.node, slot.since = slot.actor.where.remote(), None, time.monotonic()
+        return slot
 
     # slots ---------------------------------------------------------------------------------------------------------
 
     def idle_slot(self) -> Slot | None:
-        return next((s for s in self.slots if s.state is SlotState.IDLE), None)
+        """A slot whose actor has started and runs no trial."""
+        return next((s for s in self.slots if s.state is SlotState.IDLE and s.ready is None), None)
 
     def busy(self) -> list[Slot]:
         return [s for s in self.slots if s.state is not SlotState.IDLE]
+
+    def placing(self) -> list[Slot]:
+        """Slots whose actor has not answered yet (waiting for resources, or loading its data set)."""
+        return [s for s in self.slots if s.ready is not None]
 
     def jobs(self) -> list[Any]:
         """What the busy slots run."""
@@ -155,13 +304,72 @@ class ActorPool:
     def _submit(self, slot: Slot, state: SlotState, future: Any) -> None:
         slot.state, slot.future = state, future
 
-    def wait(self) -> Slot:
-        """Block until a busy slot's step is done; that slot."""
+    def wait(self) -> Slot | None:
+        """Block until a busy slot's step is done (that slot), or a new actor answered (None: a slot is free).
+
+        While actors wait to be placed, say so every so often; when none has ever started and the oldest has
+        waited ``resource_timeout`` seconds with nothing else to do, a ClusterError says what is pending and why.
+        """
         import ray
 
-        busy = self.busy()
-        ready, _ = ray.wait([s.future for s in busy], num_returns=1)
-        return next(s for s in busy if s.future == ready[0])
+        while True:
+            busy, placing = self.busy(), self.placing()
+            futures = [s.future for s in busy] + [s.ready for s in placing]
+            ready, _ = ray.wait(futures, num_returns=1, timeout=self.tick if placing else None)
+            if ready:
+                break
+            self._waiting(busy, placing)
+        done = next((s for s in busy if s.future == ready[0]), None)
+        if done is not None:
+            return done
+        self._answered(next(s for s in placing if s.ready == ready[0]))
+        return None
+
+    def _answered(self, slot: Slot) -> None:
+        """A new actor's first answer: it runs (its node noted), or it died starting and another is asked for."""
+        from ray.exceptions import RayActorError
+
+        import ray
+
+        try:
+            slot.node = ray.get(slot.ready)
+            slot.ready = None
+            self._start_failures = 0
+            self._next_notice = time.monotonic() + min(self.notice_after, self.resource_timeout / 2)
+        except RayActorError as exc:
+            self._start_failures += 1
+            reason = _actor_death(exc)
+            if self._start_failures > 2 * self.workers and not any(s.node for s in self.slots):
+                raise ClusterError(f"no worker could start ({self._start_failures} tried): {reason}",
+                                   where="ray") from None
+            self.say(f"a worker died while starting ({reason}); asking for another")
+            self._place(slot)
+
+    def _waiting(self, busy: list[Slot], placing: list[Slot]) -> None:
+        """Nothing finished within a tick and actors are still pending: a word now and then; give up when no
+        worker runs, nothing is busy, and the oldest pending one has waited ``resource_timeout`` seconds."""
+        now = time.monotonic()
+        waited = now - min(s.since for s in placing)
+        started = [s for s in self.slots if s.ready is None]
+        if not started and not busy and waited >= self.resource_timeout:
+            raise ClusterError(f"no worker started within {self.resource_timeout:g} s: {self._pending(placing)}",
+                               where="--resource-timeout")
+        if now >= self._next_notice:
+            self._next_notice = now + self.notice_every
+            left = (f"; giving up {max(0.0, self.resource_timeout - waited):.0f} s from now (--resource-timeout)"
+                    if not started and not busy else "")
+            self.say(f"waiting for the cluster: {self._pending(placing)}{left}")
+
+    def _pending(self, placing: list[Slot]) -> str:
+        """What is pending and why: the workers not started, what each asks, what the cluster has free."""
+        import ray
+
+        free, total = ray.available_resources(), ray.cluster_resources()
+        return (f"{len(placing)} of {self.workers} workers not started after "
+                f"{time.monotonic() - min(s.since for s in placing):.0f} s (each asks {_amount(self.cpus, 'CPU')}, "
+                f"{_amount(self.gpus, 'GPU')}; free now: {free.get('CPU', 0.0):g} of {total.get('CPU', 0.0):g} "
+                f"CPUs, {free.get('GPU', 0.0):g} of {total.get('GPU', 0.0):g} GPUs on "
+                f"{len(_alive_nodes())} node(s); a worker also starts only once its data set is loaded)")
 
     def result(self, slot: Slot) -> Any:
         """The result of ``slot``'s step; StepFailed if it raised or its worker died (then replaced by a new one)."""
@@ -171,12 +379,45 @@ class ActorPool:
         try:
             return ray.get(slot.future)
         except RayActorError as exc:
-            slot.actor = self._new_actor()
-            raise StepFailed(f"worker process died: {str(exc).splitlines()[0]}", worker_died=True) from None
+            old, node = slot.actor, slot.node
+            try:
+                ray.kill(old, no_restart=True)   # one only unreachable for now must not come back holding resources
+            except Exception:  # noqa: BLE001 - gone already
+                pass
+            self._place(slot)
+            raise StepFailed(f"{self._lost_how(node, exc)}: {_actor_death(exc)}", worker_died=True) from None
         except RayTaskError as exc:
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
             text = str(cause).splitlines()[0] if str(cause) else ""
             raise StepFailed(f"{type(cause).__name__}: {text}", worker_died=False) from None
 
+    @staticmethod
+    def _lost_how(node: dict[str, Any] | None, exc: BaseException) -> str:
+        """How a worker was lost, naming its node: its process died, it cannot be reached, or its node is gone."""
+        import ray
+        from ray.exceptions import ActorUnavailableError
 
-__all__ = ["ActorPool", "Slot", "SlotState", "StepFailed", "connect_ray"]
+        if not node:
+            return "worker process died"
+        where = f"node {node['node_ip']} (id {node['node_id'][:8]})"
+        try:
+            alive = any(n["NodeID"] == node["node_id"] and n.get("Alive") for n in ray.nodes())
+        except Exception:  # noqa: BLE001 - the question is only for the reason's wording
+            alive = True
+        if not alive:
+            return f"worker lost with its {where}"
+        if isinstance(exc, ActorUnavailableError):
+            return f"worker on {where} unreachable (its process or its node is gone)"
+        return f"worker process died on {where}"
+
+
+def _actor_death(exc: BaseException) -> str:
+    """One line of why an actor died: the first line of Ray's message, and the error its creation raised if any."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    head = lines[0][:200] if lines else type(exc).__name__
+    raised_in = next((line for line in reversed(lines) if "Error:" in line and line is not lines[0]), None)
+    return f"{head} ({raised_in[:200]})" if raised_in else head
+
+
+__all__ = ["ActorPool", "Slot", "SlotState", "StepFailed", "check_capacity", "connect_ray",
+           "describe_cluster", "probe_address"]

@@ -22,7 +22,8 @@ def describe_run(path: str | Path) -> dict[str, Any]:
                "latency_ms": attrs.get("latency_ms"), "test_acc": attrs.get("test_acc"),
                "epochs": len(attrs.get("history", [])), "reason": attrs.get("reason"),
                "duplicate_of": attrs.get("duplicate_of"), "retry_of": attrs.get("retry_of"),
-               "proxy": attrs.get("proxy"), "proxy_name": attrs.get("proxy_name"), "arch": t.params}
+               "proxy": attrs.get("proxy"), "proxy_name": attrs.get("proxy_name"), "node": attrs.get("node"),
+               "arch": t.params}
         trials.append(row)
     key = "best" if len(config.objectives) == 1 else "pareto"
     return {"run": str(run.path), "state": summary.get("state", "unknown"), "objectives": config.objectives,
