@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -366,7 +367,7 @@ def _train_on_ray(job: dict[str, Any], workers: int, cpus: float, gpus: float, a
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from nascore.nas.pool import connect_ray
+    from nascore.nas.pool import check_capacity, connect_ray
 
     if workers < 1 or cpus <= 0 or gpus < 0:
         raise SupernetError(f"got workers={workers}, cpus_per_worker={cpus}, gpus_per_worker={gpus}; expected "
@@ -377,9 +378,12 @@ def _train_on_ray(job: dict[str, Any], workers: int, cpus: float, gpus: float, a
     CheckpointedRun(out, {}, "supernet").claim()   # nascore's folder before Ray writes its own records into it
     job = {**job, "threads": max(1, math.ceil(cpus)),
            "train": {**job["train"], "device": "cuda" if gpus > 0 else "cpu"}}
-    owns = connect_ray(address, math.ceil(workers * cpus))
+    owns = connect_ray(address, math.ceil(workers * min(cpus, os.cpu_count() or 1)))
     resources = {"CPU": cpus, **({"GPU": gpus} if gpus > 0 else {})}
     try:
+        # the worker group starts whole or not at all: what the cluster cannot hold is refused now, not waited on
+        check_capacity(workers, cpus, gpus, options=("--cpus-per-worker", "--gpus-per-worker"), unit="worker",
+                       all_at_once=True)
         trainer = TorchTrainer(_ray_worker, train_loop_config=job,
                                scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus > 0,
                                                             resources_per_worker=resources),

@@ -358,3 +358,20 @@ def test_a_search_waiting_for_resources_says_why_and_gives_up_after_resource_tim
     assert notes and "(--resource-timeout)" in notes[0], lines
     assert waited < 60, waited
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("resources, said", [
+    ({"gpus_per_worker": 1}, "--gpus-per-worker: asked 1 GPU per worker; the cluster has 2 CPUs and 0 GPUs"),
+    ({"cpus_per_worker": 2}, "--workers: the cluster holds 1 of the 2 workers asked at once (2 CPUs, 0 GPUs each"),
+])
+def test_distributed_supernet_training_the_cluster_cannot_hold_is_refused_at_once(local_ray, tmp_path, resources,
+                                                                                   said):
+    from nascore.oneshot.training import train_supernet
+
+    started = time.monotonic()
+    with pytest.raises(ClusterError) as err:
+        train_supernet(SPACES / "mbconv.yaml", tmp_path / "out", epochs=1, workers=2, progress=None, **resources)
+    assert str(err.value).startswith(said), str(err.value)
+    assert time.monotonic() - started < 60
+    assert not (tmp_path / "out" / "checkpoint.pt").exists()
