@@ -20,7 +20,7 @@ from nascore_plugins import common
 from nascore import SEVERAL, BlockSpec, Param, hookimpl
 from nascore.blocks.tally import Tally, fmt_shape, same_shapes
 from nascore.errors import ParamError, ShapeError, suggest
-from nascore.blocks.layers import DropPath
+from nascore.blocks.layers import NORM_EPS, NORM_MOMENTUM, DropPath, Norm, make_norm
 from nascore.blocks.spec import REQUIRED
 from nascore.nas.genotypes import Decision, GenotypeSpec
 
@@ -31,11 +31,11 @@ class ReLUConvBN(nn.Module):
     """ReLU, bias-free convolution, batch norm: the pre-activation unit of NAS-Bench-201 and DARTS."""
 
     def __init__(self, in_channels: int, out: int, kernel: int, stride: int = 1, padding: int = 0,
-                 dilation: int = 1):
+                 dilation: int = 1, norm: Norm = Norm()):
         super().__init__()
         self.op = nn.Sequential(nn.ReLU(inplace=False),
                                 nn.Conv2d(in_channels, out, kernel, stride, padding, dilation, bias=False),
-                                nn.BatchNorm2d(out))
+                                make_norm(norm, out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
@@ -66,13 +66,13 @@ def _zero_tally(shape, stride: int):
 class FactorizedReduce(nn.Module):
     """Halve the resolution without losing pixels: two 1x1 stride-2 convs, one shifted by a pixel, concatenated."""
 
-    def __init__(self, in_channels: int, out: int):
+    def __init__(self, in_channels: int, out: int, norm: Norm = Norm()):
         super().__init__()
         _check_even_channels(out)
         self.relu = nn.ReLU(inplace=False)
         self.conv_1 = nn.Conv2d(in_channels, out // 2, 1, stride=2, padding=0, bias=False)
         self.conv_2 = nn.Conv2d(in_channels, out // 2, 1, stride=2, padding=0, bias=False)
-        self.bn = nn.BatchNorm2d(out)
+        self.bn = make_norm(norm, out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
@@ -157,10 +157,12 @@ class NB201Cell(nn.Module):
     ``avg_pool_3x3`` (stride 1, padding not counted). Channels and size are kept.
     """
 
-    def __init__(self, in_channels: int, genotype: str):
+    def __init__(self, in_channels: int, genotype: str, norm_eps: float = NORM_EPS,
+                 norm_momentum: float = NORM_MOMENTUM):
         super().__init__()
         ops = parse_nb201(genotype)
-        self.layers = nn.ModuleList(_nb201_op(op, in_channels) for op in ops)
+        norm = Norm("batch", norm_eps, norm_momentum)
+        self.layers = nn.ModuleList(_nb201_op(op, in_channels, norm) for op in ops)
         self.sources: List[int] = [i for _, i in NB201_EDGES]
         self.first: List[bool] = [i == 0 for _, i in NB201_EDGES]
         self.last: List[bool] = [i == j - 1 for j, i in NB201_EDGES]
@@ -180,7 +182,7 @@ class NB201Cell(nn.Module):
         return f"genotype={self.genotype!r}"
 
 
-def _nb201_op(op: str, channels: int) -> nn.Module:
+def _nb201_op(op: str, channels: int, norm: Norm) -> nn.Module:
     if op == "none":
         return Zero(1)
     if op == "skip_connect":
@@ -188,10 +190,10 @@ def _nb201_op(op: str, channels: int) -> nn.Module:
     if op == "avg_pool_3x3":
         return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
     kernel = 3 if op == "nor_conv_3x3" else 1
-    return ReLUConvBN(channels, channels, kernel, 1, kernel // 2)
+    return ReLUConvBN(channels, channels, kernel, 1, kernel // 2, norm=norm)
 
 
-def _nb201_infer(in_shapes, genotype):
+def _nb201_infer(in_shapes, genotype, norm_eps, norm_momentum):
     shape = in_shapes[0]
     if len(shape) != 3:
         raise ShapeError(f"nb201_cell needs a (C, H, W) feature map, got {fmt_shape(shape)}")
@@ -296,7 +298,7 @@ NB201_CELL = BlockSpec(
     name="nb201_cell", aliases=("nas_bench_201_cell",), module=NB201Cell, infer=_nb201_infer,
     params=(Param("genotype", str, REQUIRED, "cell wiring in NAS-Bench-201 form, e.g. "
                   "'|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|'"
-                  "; ops: " + ", ".join(NB201_OPS)),),
+                  "; ops: " + ", ".join(NB201_OPS)), *common.norm_settings()),
     canonical=nb201_canonical,
     doc="NAS-Bench-201 cell: a 4-node DAG, each edge one of none / skip / ReLU-Conv-BN 1x1, 3x3 / avg-pool 3x3; "
         "keeps channels and size.",
@@ -308,15 +310,17 @@ class NB201Reduction(nn.Module):
     """NAS-Bench-201's reduction block (``ResNetBasicblock``): ReLU-Conv-BN 3x3 (stride) then 3x3, plus a shortcut
     of 2x2 average pooling and a bias-free 1x1 conv (stride 2), a ReLU-Conv-BN 1x1 (new width) or identity."""
 
-    def __init__(self, in_channels: int, out: int, stride: int, drop_path: float):
+    def __init__(self, in_channels: int, out: int, stride: int, drop_path: float, norm_eps: float = NORM_EPS,
+                 norm_momentum: float = NORM_MOMENTUM):
         super().__init__()
-        self.conv_a = ReLUConvBN(in_channels, out, 3, stride, 1)
-        self.conv_b = ReLUConvBN(out, out, 3, 1, 1)
+        norm = Norm("batch", norm_eps, norm_momentum)
+        self.conv_a = ReLUConvBN(in_channels, out, 3, stride, 1, norm=norm)
+        self.conv_b = ReLUConvBN(out, out, 3, 1, 1, norm=norm)
         if stride == 2:
             self.downsample: nn.Module = nn.Sequential(nn.AvgPool2d(2, 2, 0),
                                                        nn.Conv2d(in_channels, out, 1, bias=False))
         elif in_channels != out:
-            self.downsample = ReLUConvBN(in_channels, out, 1)
+            self.downsample = ReLUConvBN(in_channels, out, 1, norm=norm)
         else:
             self.downsample = nn.Identity()
         self.drop_path = DropPath(drop_path)
@@ -325,7 +329,7 @@ class NB201Reduction(nn.Module):
         return self.downsample(x) + self.drop_path(self.conv_b(self.conv_a(x)))
 
 
-def _nb201_reduction_infer(in_shapes, out, stride, drop_path):
+def _nb201_reduction_infer(in_shapes, out, stride, drop_path, norm_eps, norm_momentum):
     shape = in_shapes[0]
     if len(shape) != 3:
         raise ShapeError(f"nb201_reduction needs a (C, H, W) feature map, got {fmt_shape(shape)}")
@@ -344,7 +348,7 @@ def _nb201_reduction_infer(in_shapes, out, stride, drop_path):
 NB201_REDUCTION = BlockSpec(
     name="nb201_reduction", module=NB201Reduction, infer=_nb201_reduction_infer,
     params=(common.out(), Param("stride", int, 2, "stride (NAS-Bench-201 uses 2)", low=1, high=2),
-            common.drop_path()),
+            common.drop_path(), *common.norm_settings()),
     doc="NAS-Bench-201's reduction block between cell stages: a pre-activation ResNet basic block, stride 2, "
         "shortcut avg-pool 2x2 + 1x1 conv.",
     paper="NAS-Bench-201 (Dong & Yang 2020); Deep Residual Learning (He et al. 2016)",
@@ -405,14 +409,14 @@ def _darts_genotype(genotype: str | None, reduction: bool) -> str:
 class SepConv(nn.Module):
     """DARTS' separable conv: (ReLU, depthwise kxk, pointwise 1x1, BN) twice; only the first depthwise strides."""
 
-    def __init__(self, channels: int, kernel: int, stride: int):
+    def __init__(self, channels: int, kernel: int, stride: int, norm: Norm = Norm()):
         super().__init__()
         c, p = channels, kernel // 2
         self.op = nn.Sequential(
             nn.ReLU(inplace=False), nn.Conv2d(c, c, kernel, stride, p, groups=c, bias=False),
-            nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c),
+            nn.Conv2d(c, c, 1, bias=False), make_norm(norm, c),
             nn.ReLU(inplace=False), nn.Conv2d(c, c, kernel, 1, p, groups=c, bias=False),
-            nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c))
+            nn.Conv2d(c, c, 1, bias=False), make_norm(norm, c))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
@@ -427,12 +431,12 @@ class SepConv(nn.Module):
 class DilConv(nn.Module):
     """DARTS' dilated separable conv: ReLU, depthwise kxk with dilation 2, pointwise 1x1, BN."""
 
-    def __init__(self, channels: int, kernel: int, stride: int):
+    def __init__(self, channels: int, kernel: int, stride: int, norm: Norm = Norm()):
         super().__init__()
         c = channels
         self.op = nn.Sequential(
             nn.ReLU(inplace=False), nn.Conv2d(c, c, kernel, stride, kernel - 1, 2, groups=c, bias=False),
-            nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c))
+            nn.Conv2d(c, c, 1, bias=False), make_norm(norm, c))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
@@ -443,7 +447,7 @@ class DilConv(nn.Module):
         return t.norm(t.conv(t.conv(shape, c, kernel, stride, kernel - 1, 2, groups=c), c, 1), "batch")
 
 
-def _darts_op(op: str, c: int, stride: int) -> nn.Module:
+def _darts_op(op: str, c: int, stride: int, norm: Norm) -> nn.Module:
     if op == "none":
         return Zero(stride)
     if op == "max_pool_3x3":
@@ -451,14 +455,14 @@ def _darts_op(op: str, c: int, stride: int) -> nn.Module:
     if op == "avg_pool_3x3":
         return nn.AvgPool2d(3, stride, 1, count_include_pad=False)
     if op == "skip_connect":
-        return nn.Identity() if stride == 1 else FactorizedReduce(c, c)
+        return nn.Identity() if stride == 1 else FactorizedReduce(c, c, norm)
     if op.startswith("sep_conv"):
-        return SepConv(c, int(op[-1]), stride)
+        return SepConv(c, int(op[-1]), stride, norm)
     if op.startswith("dil_conv"):
-        return DilConv(c, int(op[-1]), stride)
+        return DilConv(c, int(op[-1]), stride, norm)
     # conv_7x1_1x7
     return nn.Sequential(nn.ReLU(inplace=False), nn.Conv2d(c, c, (1, 7), (1, stride), (0, 3), bias=False),
-                         nn.Conv2d(c, c, (7, 1), (stride, 1), (3, 0), bias=False), nn.BatchNorm2d(c))
+                         nn.Conv2d(c, c, (7, 1), (stride, 1), (3, 0), bias=False), make_norm(norm, c))
 
 
 def _darts_op_tally(t: Tally, op: str, shape, stride: int):
@@ -486,14 +490,16 @@ class DartsCell(nn.Module):
     """
 
     def __init__(self, in_channels: list[int], out: int, reduction: bool, reduction_prev: bool,
-                 genotype: str | None, drop_path: float):
+                 genotype: str | None, drop_path: float, norm_eps: float = NORM_EPS,
+                 norm_momentum: float = NORM_MOMENTUM):
         super().__init__()
         nodes = parse_darts(_darts_genotype(genotype, reduction))
-        self.preprocess0 = FactorizedReduce(in_channels[0], out) if reduction_prev else \
-            ReLUConvBN(in_channels[0], out, 1)
-        self.preprocess1 = ReLUConvBN(in_channels[1], out, 1)
+        norm = Norm("batch", norm_eps, norm_momentum)
+        self.preprocess0 = FactorizedReduce(in_channels[0], out, norm) if reduction_prev else \
+            ReLUConvBN(in_channels[0], out, 1, norm=norm)
+        self.preprocess1 = ReLUConvBN(in_channels[1], out, 1, norm=norm)
         pairs = [p for node in nodes for p in node]
-        self._ops = nn.ModuleList(_darts_op(op, out, 2 if reduction and i < 2 else 1) for op, i in pairs)
+        self._ops = nn.ModuleList(_darts_op(op, out, 2 if reduction and i < 2 else 1, norm) for op, i in pairs)
         self._indices: List[int] = [i for _, i in pairs]
         self._droppable: List[bool] = [not isinstance(m, nn.Identity) for m in self._ops]
         self.drop_path = DropPath(drop_path)
@@ -516,7 +522,7 @@ class DartsCell(nn.Module):
         return f"genotype={self.genotype!r}"
 
 
-def _darts_infer(in_shapes, out, reduction, reduction_prev, genotype, drop_path):
+def _darts_infer(in_shapes, out, reduction, reduction_prev, genotype, drop_path, norm_eps, norm_momentum):
     nodes = parse_darts(_darts_genotype(genotype, reduction))
     for i, s in enumerate(in_shapes):
         if len(s) != 3:
@@ -558,7 +564,7 @@ DARTS_CELL = BlockSpec(
             Param("genotype", str, None, "wiring 'op:input,op:input|...' per intermediate node; inputs 0, 1 are "
                   "s0, s1, 2.. earlier nodes (default: DARTS V2's normal or reduction cell); ops: "
                   + ", ".join(DARTS_OPS)),
-            common.drop_path()),
+            common.drop_path(), *common.norm_settings()),
     canonical=darts_canonical,
     doc="DARTS / NASNet-style cell on the two previous cells' outputs (s0, s1): intermediate nodes each sum two "
         "operations on earlier states; output is their concatenation.",
@@ -633,7 +639,8 @@ NB201_GENOTYPE = GenotypeSpec(
 DARTS_GENOTYPE = GenotypeSpec(
     name="darts", ops=DARTS_OPS, default_ops=DARTS_SEARCH_OPS, decisions=_darts_decisions, compose=_darts_compose,
     parse=parse_darts, format=format_darts, canonical=darts_canonical_genotype, shared_slot=_darts_slot,
-    covering=_darts_covering, options=(Param("nodes", int, 4, "intermediate nodes of the cell (DARTS uses 4)", low=1, high=8),),
+    covering=_darts_covering,
+    options=(Param("nodes", int, 4, "intermediate nodes of the cell (DARTS uses 4)", low=1, high=8),),
     doc="DARTS / NASNet cell (darts_cell): per intermediate node two inputs and two ops.",
 )
 

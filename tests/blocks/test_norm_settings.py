@@ -16,7 +16,7 @@ from nascore.blocks.testing import check_block
 
 NORMS = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
 
-# block: (input shapes, parameters); every built-in block that has a norm.
+# block[/variant]: (input shapes, parameters); every built-in block that has a norm.
 CASES = {
     "conv_bn_act": ([(8, 8, 8)], {"out": 16}),
     "dilated_conv": ([(8, 8, 8)], {"out": 16}),
@@ -50,6 +50,13 @@ CASES = {
     "deform_conv": ([(8, 8, 8)], {"out": 16}),
     "scconv": ([(8, 8, 8)], {"out": 16}),
     "strip_pool": ([(8, 8, 8)], {}),
+    "nb201_cell": ([(8, 8, 8)], {"genotype": "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|none~0|"
+                                             "avg_pool_3x3~1|nor_conv_3x3~2|"}),
+    "nb201_reduction": ([(8, 8, 8)], {"out": 16}),
+    "darts_cell": ([(8, 8, 8), (8, 8, 8)], {"out": 8}),
+    "darts_cell/reduction": ([(8, 16, 16), (8, 8, 8)], {"out": 8, "reduction": True, "reduction_prev": True,
+                                                        "genotype": "skip_connect:0,conv_7x1_1x7:1|"
+                                                                    "dil_conv_5x5:0,sep_conv_3x3:2"}),
 }
 
 
@@ -58,7 +65,7 @@ def _norms(module: nn.Module) -> list[nn.Module]:
 
 
 def _build(name: str, **params):
-    spec = get_block(name)
+    spec = get_block(name.split("/")[0])
     shapes, given = CASES[name]
     resolved = spec.resolve({**given, **params})
     return spec.module(spec.in_channels(shapes), **resolved)
@@ -78,8 +85,9 @@ def test_settings_reach_every_norm_and_change_no_cost(name):
     assert [m.eps for m in norms] == [1e-3] * len(norms)
     assert {m.momentum for m in norms if isinstance(m, nn.BatchNorm2d)} <= {0.01}
     shapes, given = CASES[name]
-    default = check_block(get_block(name), shapes, **given)
-    changed = check_block(get_block(name), shapes, **given, norm_eps=1e-3, norm_momentum=0.01)
+    block = get_block(name.split("/")[0])
+    default = check_block(block, shapes, **given)
+    changed = check_block(block, shapes, **given, norm_eps=1e-3, norm_momentum=0.01)
     assert (changed.outputs, changed.params, changed.macs) == (default.outputs, default.params, default.macs)
 
 
@@ -88,7 +96,7 @@ def test_every_block_with_settings_is_covered():
     from nascore.blocks.registry import BLOCKS
 
     declared = {name for name, spec in BLOCKS.items() if any(p.name == "norm_eps" for p in spec.params)}
-    assert declared - set(CASES) == set()
+    assert declared - {name.split("/")[0] for name in CASES} == set()
 
 
 @pytest.mark.parametrize("kind", ["batch", "group", "layer", "instance"])
