@@ -36,6 +36,11 @@ class DuplicateBlockError(PluginError):
     """Two plugins register the same block name and the user has not said which wins."""
 
 
+class EstimateMismatch(PluginError):
+    """A block's weight-free estimate (its ``infer``) disagrees with the module it builds: other parameters, other
+    output shapes, or a module that fails on inputs the estimate accepts."""
+
+
 class BlockNotFoundError(NascoreError):
     """A graph names a block no plugin provides."""
 

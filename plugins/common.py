@@ -11,7 +11,17 @@ def out(doc: str = "output channels") -> Param:
 
 
 def kernel(default: int = 3, doc: str = "kernel size") -> Param:
+    """A kernel of any size: a plain chain (conv, separable, pooling) is estimated exactly with even ones too."""
     return Param("kernel", "pair", default, doc, low=1, high=31)
+
+
+def odd_kernel(default: int = 3, doc: str = "kernel size") -> Param:
+    """A kernel that must be odd: the block pads k//2 to keep the input's size and adds the input back (or joins a
+    pooled shortcut). An even kernel has no symmetric 'same' padding: its path comes out one pixel smaller and the
+    join fails in training, so the schema refuses it (ParamError 'got 4, expected odd int ...'). Asymmetric padding
+    is not offered: no reference network uses it, and the supernet's kernel sharing takes a kernel's centre."""
+    return Param("kernel", "pair", default, f"{doc} (odd: keeps the size for the shortcut)", low=1, high=31,
+                 odd=True)
 
 
 def stride(default: int = 1) -> Param:

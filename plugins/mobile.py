@@ -93,7 +93,7 @@ def _ir_se(mid: int, se: bool) -> int:
 INVERTED_RESIDUAL = BlockSpec(
     name="inverted_residual", aliases=("mobilenet_v2_block", "mbv2"), module=InvertedResidual,
     infer=infer_with(InvertedResidual),
-    params=(common.out(), common.kernel(3), common.stride(),
+    params=(common.out(), common.odd_kernel(3), common.stride(),
             Param("expand", float, 6.0, "expansion ratio: mid = round(in x expand) (ignored when mid is given)",
                   low=1.0, high=16.0),
             Param("mid", int, None, "expanded channels outright (MobileNetV3 lists them); default in x expand",
@@ -134,7 +134,7 @@ def _mb_se(in_channels: int, se_ratio: float) -> int:
 
 MBCONV = BlockSpec(
     name="mbconv", aliases=("mb_conv",), module=MBConv, infer=infer_with(MBConv),
-    params=(common.out(), common.kernel(3), common.stride(),
+    params=(common.out(), common.odd_kernel(3), common.stride(),
             Param("expand", int, 6, "expansion ratio: mid = make_divisible(in x expand, 8)", low=1, high=8),
             common.se_ratio(0.25, "squeeze-excitation ratio of the block's input channels (0 disables SE)"),
             common.act("silu"), common.drop_path(), *common.norm_settings()),
@@ -184,7 +184,7 @@ class FusedMBConv(nn.Module):
 
 FUSED_MBCONV = BlockSpec(
     name="fused_mbconv", aliases=("fused_mb_conv",), module=FusedMBConv, infer=infer_with(FusedMBConv),
-    params=(common.out(), common.kernel(3), common.stride(),
+    params=(common.out(), common.odd_kernel(3), common.stride(),
             Param("expand", int, 4, "expansion ratio: mid = make_divisible(in x expand, 8)", low=1, high=8),
             common.se_ratio(0.0, "squeeze-excitation ratio of the block's input channels (0 disables SE)"),
             common.act("silu"), common.drop_path(), *common.norm_settings()),
@@ -259,7 +259,7 @@ class ShuffleV1(nn.Module):
 
 SHUFFLENET_V1 = BlockSpec(
     name="shufflenet_v1", aliases=("shuffle_v1",), module=ShuffleV1, infer=infer_with(ShuffleV1),
-    params=(common.out(), common.kernel(3, "depthwise kernel size"), common.stride(),
+    params=(common.out(), common.odd_kernel(3, "depthwise kernel size"), common.stride(),
             Param("groups", int, 3, "groups of the 1x1 convolutions (channels must divide)", low=1, high=64),
             Param("mid_ratio", float, 0.25, "bottleneck width as a fraction of out", low=0.01, high=4.0),
             Param("first_group", bool, False, "leave the first 1x1 ungrouped (first unit of the first stage)"),
@@ -330,7 +330,7 @@ class ShuffleV2(nn.Module):
 
 SHUFFLENET_V2 = BlockSpec(
     name="shufflenet_v2", aliases=("shuffle_v2",), module=ShuffleV2, infer=infer_with(ShuffleV2),
-    params=(common.out(), common.kernel(3, "depthwise kernel size"), common.stride(), *common.norm_settings()),
+    params=(common.out(), common.odd_kernel(3, "depthwise kernel size"), common.stride(), *common.norm_settings()),
     doc="ShuffleNet v2 unit: channel split, 1x1-depthwise-1x1 on one half, concat, shuffle; stride 2 runs both.",
     paper="ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design (Ma et al. 2018)",
 )

@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nascore.blocks.spec import BlockSpec, Inference, Shape, is_int
 from nascore.blocks.tally import fmt_shape
-from nascore.errors import NascoreError, PluginError, ShapeError, plugin_code
+from nascore.errors import EstimateMismatch, NascoreError, PluginError, ShapeError, plugin_code, raised
 
 aten = torch.ops.aten
 
@@ -222,6 +222,70 @@ def _measure_block(key: _Key) -> Inference:
     return Inference(outputs=outputs, params=sum(p.numel() for p in module.parameters()), macs=macs)
 
 
+# -- a formula checked against its module -----------------------------------------------------------------------------
+
+
+def check_estimate(spec: BlockSpec, in_shapes: Sequence[Shape], params: Mapping[str, Any]) -> None:
+    """Raise EstimateMismatch when ``spec``'s ``infer`` disagrees with its module on ``in_shapes`` and ``params``.
+
+    The module is built on the meta device (nothing allocated) and run on a batch of one: its parameter count and
+    output shapes must equal the formula's exactly, and it must run on inputs the formula accepts. A block without
+    ``infer`` is measured from its module in the first place: nothing to check. Cached by (block, input shapes,
+    parameters) like :func:`estimate`, so a search worker pays once per distinct block use; ``cache_clear()`` works.
+    The error names the block, its plugin and both figures; callers locate it at the node.
+    """
+    if spec.infer is None:
+        return
+    key = _Key(spec.name, spec.module, tuple(tuple(s) for s in in_shapes), _freeze(params), spec)
+    try:
+        hash(key)
+    except TypeError:
+        problem = _disagreement(key)
+    else:
+        problem = _checked(key)
+    if problem:
+        raise EstimateMismatch(f"{describe(spec)}: {problem}")
+
+
+@functools.lru_cache(maxsize=8192)
+def _checked(key: _Key) -> str | None:
+    return _disagreement(key)
+
+
+check_estimate.cache_clear = _checked.cache_clear  # type: ignore[attr-defined]
+check_estimate.cache_info = _checked.cache_info    # type: ignore[attr-defined]
+
+
+def _disagreement(key: _Key) -> str | None:
+    """What differs between ``key``'s formula and its meta-device module, in words; None when nothing does."""
+    spec, in_shapes, params = key.spec, list(key.in_shapes), dict(key.params)
+    predicted = inference_of(spec, in_shapes, params)
+    shapes = ", ".join(fmt_shape(s) for s in in_shapes)
+    with plugin_code(f"{describe(spec)}: its module factory"), torch.device("meta"):
+        module = spec.module(spec.in_channels(in_shapes), **params)
+    if not isinstance(module, nn.Module):
+        return f"its module factory returned {type(module).__name__}, expected a torch.nn.Module"
+    built = sum(p.numel() for p in module.parameters())
+    try:
+        out, _ = run(module, in_shapes, spec.arity.single)
+    except Exception as exc:  # noqa: BLE001 - the module fails where the formula said it fits: the disagreement
+        estimated = ", ".join(fmt_shape(s) for s in predicted.outputs.values())
+        return (f"its infer accepts inputs {shapes} (estimating {estimated}), its module does not: "
+                f"{raised(None, exc)}")
+    real = [tuple(int(d) for d in o.shape[1:]) for o in (out if isinstance(out, (tuple, list)) else [out])
+            if isinstance(o, torch.Tensor)]
+    problems = []
+    if built != predicted.params:
+        problems.append(f"its infer estimates {predicted.params:,} parameters, its module has {built:,}")
+    estimated_shapes = list(predicted.outputs.values())
+    if real != estimated_shapes:
+        problems.append(f"its infer estimates output {' and '.join(fmt_shape(s) for s in estimated_shapes)}, its "
+                        f"module gives {' and '.join(fmt_shape(s) for s in real) or _kind(out)}")
+    if not problems:
+        return None
+    return f"{'; '.join(problems)} (inputs {shapes}); its estimate must agree with its module exactly"
+
+
 def _name_outputs(spec: BlockSpec, out: Any) -> dict[str, Shape]:
     if isinstance(out, torch.Tensor):
         named = {"out": out}
@@ -259,4 +323,5 @@ def _copy(inference: Inference) -> Inference:
     return Inference(outputs=dict(inference.outputs), params=inference.params, macs=inference.macs)
 
 
-__all__ = ["MAC_RULES", "MacCounter", "describe", "estimate", "inference_of", "measure", "plugin_of", "run"]
+__all__ = ["MAC_RULES", "MacCounter", "check_estimate", "describe", "estimate", "inference_of", "measure", "plugin_of",
+           "run"]

@@ -49,7 +49,8 @@ class Param:
     """One typed block parameter.
 
     ``choices`` and ``low``/``high`` apply to each item of a list type. ``channels=True`` marks a channel count that
-    width scaling multiplies (EfficientNet rounding applies).
+    width scaling multiplies (EfficientNet rounding applies). ``odd=True`` accepts odd sizes only (each of a pair):
+    a kernel whose block keeps the input's size with padding k//2 and adds or concatenates it to another path.
     """
 
     name: str
@@ -60,6 +61,7 @@ class Param:
     high: float | None = None
     choices: tuple[Any, ...] | None = None
     channels: bool = False
+    odd: bool = False
 
     @property
     def required(self) -> bool:
@@ -78,7 +80,7 @@ class Param:
             low = "-inf" if self.low is None else f"{self.low:g}"
             high = "inf" if self.high is None else f"{self.high:g}"
             text += f" in [{low}, {high}]"
-        return text
+        return f"odd {text}" if self.odd else text
 
     def check(self, value: Any) -> Any:
         """Return ``value`` normalised to this parameter's type, or raise ParamError(what found, what expected)."""
@@ -126,7 +128,8 @@ class Param:
                                  where=f"parameter {self.name!r}")
         for v in (value if isinstance(value, tuple) else (value,)):
             if is_number(v):
-                if (self.low is not None and v < self.low) or (self.high is not None and v > self.high):
+                if ((self.low is not None and v < self.low) or (self.high is not None and v > self.high)
+                        or (self.odd and v % 2 == 0)):
                     raise ParamError(f"got {reprlib.repr(value)}, expected {self.describe()}",
                                      where=f"parameter {self.name!r}")
         return value

@@ -13,7 +13,9 @@ Formats are plugins (:mod:`nascore.exporting.spec`); what can be exported is res
 
 An export is written into a hidden temporary folder beside ``out`` and renamed into place when complete
 (:func:`nascore.io.atomic.atomic_dir`): an interrupted or failing export leaves no half model and never replaces a
-good ``out`` with a broken one.
+good ``out`` with a broken one. Before that, the model runs the example batch once, node by node
+(:func:`nascore.graph.agreement.run_once`): a node that fails, or whose output shapes or parameter count differ from
+the analysis the manifest reports, is an EstimateMismatch naming it, and nothing is written.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from nascore.exporting.spec import (
     sha256_file,
 )
 from nascore.exporting.verify import check_written_by_nascore, load_state
+from nascore.graph.agreement import run_once
 from nascore.graph.core import Graph
 from nascore.io.atomic import atomic_dir
 
@@ -214,6 +217,7 @@ def export(source: str | Path | Graph, out: str | Path, formats: str | Iterable[
     model = _build(graph, src.weights)
     generator = torch.Generator().manual_seed(EXAMPLE_SEED)
     example = torch.randn((EXAMPLE_BATCH, *graph.input_shape), generator=generator)
+    run_once(graph, model, example, analysis)   # before anything is written: the model runs and matches its estimate
     try:
         # the folder set aside is proved nascore's again after the rename: nothing added since the check is lost
         replace = (lambda old: check_written_by_nascore(old, out)) if overwrite else False

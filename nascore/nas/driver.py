@@ -46,6 +46,7 @@ from nascore.nas.config import SearchConfig
 from nascore.nas.pool import ActorPool, Slot, SlotState, StepFailed, probe_address
 from nascore.nas.recovery import RunStudy, open_study, record_of
 from nascore.nas.rundir import RunDir
+from nascore.nas.shutdown import signals_held
 from nascore.nas.space import SearchSpace
 from nascore.nas.tracking import NullTracker, Tracker, open_tracker, progress_of
 from nascore.training.data import DataShape, check_fits
@@ -135,21 +136,36 @@ class Search:
             self._write_summary("finished")
             self.say(self._status_line(final=True))
         except KeyboardInterrupt:
-            self._write_summary("interrupted")
+            self._finalise("interrupted")
             self.say(f"interrupted: resume with `nascore search --resume {self.run_dir.path}`")
             raise
         except BaseException:
-            self._write_summary("crashed")
+            self._finalise("crashed")
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
-            self.tracker.close()
-            self.pool.close()
-            self.run_dir.unlock()
+            try:                       # a further Ctrl-C may cut Ray's shutdown short: the records are whole by now
+                self.tracker.close()
+                self.pool.close()
+            finally:
+                self.run_dir.unlock()
         return self.run_dir.path
 
     def _on_sigterm(self, signum, frame) -> None:
         raise KeyboardInterrupt
+
+    def _finalise(self, state: str) -> None:
+        """After a stop: the trials in flight become interrupted (a training one's parameters queued to run again,
+        as a resume after kill -9 does) and summary.json says ``state``. SIGINT and SIGTERM are held meanwhile
+        (:func:`nascore.nas.shutdown.signals_held`): a second Ctrl-C cannot leave the run without a summary or with
+        trials RUNNING; the search is stopping anyway, so what arrived is dropped."""
+        with signals_held():
+            if self.store is not None:
+                try:
+                    self.store.recover(TrialBook(), self.say)
+                except Exception as exc:  # noqa: BLE001 - a broken store: the resume marks them instead
+                    self.say(f"trials in flight left for the resume to mark: {raised(None, exc)}")
+            self._write_summary(state)
 
     # warm start: score M samples with a proxy, train the best k -------------------------------------------------------
 

@@ -2,8 +2,8 @@
 
     RUN/tensorboard/trial_00003/   one TensorBoard run per trained trial: every numeric metric of each epoch's
                                    record at step = epoch, under its own name (the trainer's loss, train_acc,
-                                   val_acc, lr, seconds; a proxy's or the supernet's score as val_acc), and when the
-                                   trial completes its final metrics (final/test_acc, final/params, ...)
+                                   val_acc, lr, drop_path, seconds; a proxy's or the supernet's score as val_acc),
+                                   and when the trial completes its final metrics (final/test_acc, final/params, ...)
     RUN/tensorboard/search/        best/<objective>: the best value so far, at step = trials finished
 
 ``tensorboard --logdir RUN/tensorboard`` overlays every trial's curves. The driver receives each epoch's metrics

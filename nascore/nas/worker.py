@@ -41,8 +41,13 @@ class TrialWorker:
               precise_latency: bool = False) -> dict[str, Any]:
         """Build the model and measure its latency; returns ``rejected`` when it breaks the latency limit.
 
+        First every block's estimate (what the driver's constraints and the run's records read) is checked against
+        its module (:func:`nascore.graph.agreement.check_estimates`): an EstimateMismatch fails the trial, its reason
+        naming the node, the block, its plugin and both figures.
+
         Latency is always recorded; it is measured with more repeats when a constraint or objective depends on it.
         """
+        from nascore.graph.agreement import check_estimates
         from nascore.graph.document import graph_from_dict
         from nascore.nas.evaluators import Candidate, make_evaluator
         from nascore.training.trainer import TrainConfig, measure_latency
@@ -50,6 +55,7 @@ class TrialWorker:
         self.trainer = None
         self.started = time.perf_counter()
         graph = graph_from_dict(graph_doc, "trial graph")
+        check_estimates(graph)   # a plugin whose infer lies fails the trial here, named (cached per block use)
         torch.manual_seed(int(train.get("seed", 0)))
         model = graph.build(drop_path_rate=train.get("drop_path") or None)  # ScheduledDropPath grows it in training
         data_side = tuple(self.splits.input_shape[1:])

@@ -355,13 +355,16 @@ class Trainer:
     # training ------------------------------------------------------------------------------------------------------
 
     def train_epoch(self) -> dict[str, float]:
-        """Train one epoch; return ``{epoch, loss, train_acc, val_acc, lr, seconds}`` (epoch counts from 1)."""
+        """Train one epoch; return ``{epoch, loss, train_acc, val_acc, lr, drop_path, seconds}`` (epoch counts from 1;
+        ``lr`` the last step's learning rate, ``drop_path`` the epoch's drop-path rate of the deepest block, which the
+        others' grow linearly to; 0 when off)."""
         cfg = self.config
         if self.epoch >= cfg.epochs:
             raise ParamError(f"all {cfg.epochs} epochs are trained; expected no further train_epoch() (raise "
                              "'epochs' and train afresh to train longer)", where="parameter 'epochs'")
         start = time.perf_counter()
         epoch = self.epoch + 1
+        drop_rate = cfg.drop_path * self.epoch / cfg.epochs   # ScheduledDropPath: 0 in the first epoch
         if cfg.drop_path > 0:
             set_drop_path(self.model, self.epoch / cfg.epochs)
         self.model.train()
@@ -411,7 +414,7 @@ class Trainer:
             raise
         self.epoch = epoch
         record = {"epoch": epoch, "loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
-                  "val_acc": self.evaluate("val"), "lr": lr, "seconds": 0.0}
+                  "val_acc": self.evaluate("val"), "lr": lr, "drop_path": drop_rate, "seconds": 0.0}
         record["seconds"] = time.perf_counter() - start
         self.history.append(record)
         return record

@@ -1,14 +1,16 @@
 """Plugins that fail in every way a half-finished or hostile plugin can; tests register them by name.
 
 Blocks here are valid BlockSpecs whose *behaviour* is broken (their infer or module factory raises or returns
-garbage), next to hooks that raise or return garbage. A strategy whose sampler raises lives here too.
+garbage, or their infer lies about the module: ``LyingBlocks``; Ray workers load them through
+``tests.faults.lying_plugin``), next to hooks that raise or return garbage. A strategy whose sampler raises lives
+here too.
 """
 
 from __future__ import annotations
 
 import torch.nn as nn
 
-from nascore import BlockSpec, hookimpl
+from nascore import BlockSpec, Param, hookimpl
 from nascore.blocks.tally import Tally
 from nascore.nas.strategies import StrategySpec
 
@@ -166,3 +168,66 @@ class FaultyStrategies:
             StrategySpec("faulty_relative", lambda ctx: _exploding_sampler("relative"),
                          "sampler raises in sample_relative (inside study.ask)", multi_objective=True),
         ]
+
+
+# -- blocks whose estimate lies (issue 14): infer disagrees with the module it builds --------------------------------
+
+
+class _ThreeByThree(nn.Module):
+    """What the lying blocks build: a 3x3 convolution with bias (stride 2 for the shape liar)."""
+
+    def __init__(self, in_channels, out, stride=1):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out, 3, stride, 1, bias=True)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class _Shrinks(nn.Module):
+    """Adds its input to a 2x2 convolution of it: one pixel short, so the sum fails (the even-kernel mbconv bug)."""
+
+    def __init__(self, in_channels):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, in_channels, 2, 1, 0, bias=False)
+
+    def forward(self, x):
+        return x + self.conv(x)
+
+
+def _as_1x1(in_shapes, out):
+    """The lie: counted as a bias-free 1x1 convolution keeping the size."""
+    c, h, w = in_shapes[0]
+    t = Tally()
+    t.params, t.macs = c * out, c * out * h * w
+    return t.result(out=(out, h, w))
+
+
+def _shrinks_infer(in_shapes):
+    c, h, w = in_shapes[0]
+    t = Tally()
+    t.params = c * c * 4
+    return t.result(out=(c, h, w))
+
+
+def _shape_lie(in_shapes, out):
+    """The parameters right (a 3x3 convolution with bias), the stride-2 halving left out."""
+    t = Tally()
+    return t.result(out=t.conv(in_shapes[0], out, 3, 1, 1, bias=True))
+
+
+_OUT = (Param("out", int, 32, "output channels", low=1, high=1024),)
+LIES_ABOUT_PARAMS = block("lies_about_params", infer=_as_1x1, params=_OUT,
+                          module=lambda in_channels, out: _ThreeByThree(in_channels, out))
+LIES_ABOUT_SHAPE = block("lies_about_shape", infer=_shape_lie, params=_OUT,
+                         module=lambda in_channels, out: _ThreeByThree(in_channels, out, stride=2))
+FAILS_TO_RUN = block("fails_to_run", infer=_shrinks_infer, module=_Shrinks)
+LYING_BLOCKS = (LIES_ABOUT_PARAMS, LIES_ABOUT_SHAPE, FAILS_TO_RUN)
+
+
+class LyingBlocks:
+    """Blocks whose infer disagrees with their module: parameters, output shape, or a module that cannot run."""
+
+    @hookimpl
+    def nascore_blocks(self):
+        return list(LYING_BLOCKS)

@@ -20,7 +20,7 @@ pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 FAST = {"batch_size": 32, "lr": 0.1}
-TRAINER_METRICS = {"loss", "train_acc", "val_acc", "lr", "seconds"}   # what the trainer reports every epoch
+TRAINER_METRICS = {"loss", "train_acc", "val_acc", "lr", "drop_path", "seconds"}   # the trainer, every epoch
 
 
 def _scalars(folder) -> dict[str, list[tuple[int, float]]]:

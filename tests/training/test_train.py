@@ -51,7 +51,7 @@ def test_tiny_net_learns_digits(digits):
     trainer = Trainer.from_graph(tiny_graph(), digits, TrainConfig(**FAST))
     records = trainer.fit()
     assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5]
-    assert set(records[0]) == {"epoch", "loss", "train_acc", "val_acc", "lr", "seconds"}
+    assert set(records[0]) == {"epoch", "loss", "train_acc", "val_acc", "lr", "drop_path", "seconds"}
     assert records[-1]["val_acc"] > 0.5  # chance is 0.1
     assert records[-1]["loss"] < records[0]["loss"]
     assert trainer.evaluate("test") > 0.5
