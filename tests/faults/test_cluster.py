@@ -216,7 +216,7 @@ def test_a_search_spreads_over_two_nodes_and_goes_on_when_one_is_lost(loopback_c
     shown = CliRunner().invoke(main, ["runs", "show", str(run)])
     assert shown.exit_code == 0 and f"retry of #{victim.number}" in shown.output, shown.output
     assert json.loads(CliRunner().invoke(main, ["runs", "show", str(run), "--json"]).output)["trials"][0]["node"]
-    print(f"{report}\nwall {time.time() - started:.0f} s")
+    print(f"{report}\nwall {time.time() - started:.0f} s\n{output[-2500:]}")
 
 
 # -- an address where no Ray head answers -----------------------------------------------------------------------------
@@ -279,6 +279,16 @@ def test_an_address_that_is_not_host_and_port_is_named(address):
 
 
 # -- trial resources no node has ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0, -5, "soon"])
+def test_a_resource_timeout_that_is_not_a_positive_number_is_named(value):
+    from nascore.errors import ParamError
+    from nascore.nas.config import SearchConfig
+
+    with pytest.raises(ParamError, match=r"parameter 'resource_timeout': got .*expected"):
+        SearchConfig.merge({"resource_timeout": value})
+    assert SearchConfig.merge({"resource_timeout": 30}).resource_timeout == 30.0
 
 
 def _nodes(monkeypatch, *nodes: dict[str, float]) -> None:
