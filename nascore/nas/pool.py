@@ -59,10 +59,28 @@ PROBE_SECONDS = 3.0    # how long connect_ray waits for an address to answer
 def probe_address(address: str, seconds: float = PROBE_SECONDS) -> None:
     """Fail within ``seconds`` unless ``address`` (``HOST:PORT``, or ``ray://HOST:PORT``) is a listening gRPC
     server, as a Ray head's GCS is: a ClusterError naming ``--address`` otherwise. ``ray.init`` would retry a dead
-    or foreign address for minutes, silently. ``auto`` and ``local`` are left to Ray."""
-    if address in ("auto", "local"):
-        return
+    or foreign address for minutes, silently. ``auto`` is resolved as Ray resolves it (``RAY_ADDRESS``, the latest
+    cluster started on this machine) and that address probed; ``local`` is left to Ray."""
     where = "--address"
+    if address == "local":
+        return
+    if address == "auto":
+        try:
+            from ray._private.services import canonicalize_bootstrap_address
+        except ImportError:     # Ray's internals moved: let ray.init resolve it
+            return
+        try:
+            resolved = canonicalize_bootstrap_address("auto")
+        except Exception as exc:  # noqa: BLE001 - Ray's words for "no cluster found"
+            raise ClusterError(f"got 'auto': {first_line(exc)}", where=where) from None
+        if not resolved:
+            return
+        try:
+            probe_address(resolved, seconds)
+        except ClusterError as err:
+            raise ClusterError(f"got 'auto', which is {resolved} here: {err.message.split(': ', 1)[-1]}",
+                               where=where) from None
+        return
     text = address.split("://", 1)[1] if "://" in address else address
     host, sep, port_text = text.rpartition(":")
     host = host.strip("[]")

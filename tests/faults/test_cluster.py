@@ -257,6 +257,13 @@ def test_an_address_where_nothing_listens_fails_in_seconds_and_leaves_nothing(tm
     assert "ray start --head" in result.output and not runs.exists()
 
 
+def test_auto_is_resolved_as_ray_resolves_it_and_probed(monkeypatch):
+    port = _free_port()
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")           # what `auto` means to Ray, first of all
+    with pytest.raises(ClusterError, match=rf"^--address: got 'auto', which is .*:{port} here: cannot connect"):
+        pool.probe_address("auto")
+
+
 def test_an_address_where_something_else_listens_fails_in_seconds():
     web = _listening(b"HTTP/1.1 400 Bad Request\r\n\r\n")
     silent = _listening(None)
