@@ -1,8 +1,8 @@
-"""nascore's built-in data sets: digits, cifar10, cifar100, imagefolder, synthetic.
+"""nascore's built-in data sets: digits, scaled_digits, cifar10, cifar100, imagefolder, synthetic.
 
 Every split is fixed (a seeded permutation, or the files' own order), so every trial of every run sees the same
-data. Nothing is downloaded: digits ships with scikit-learn, CIFAR and image folders are read from a ``root`` the
-user gives, synthetic is generated.
+data. Nothing is downloaded: digits ships with scikit-learn (scaled_digits is generated from it), CIFAR and image
+folders are read from a ``root`` the user gives, synthetic is generated.
 """
 
 from __future__ import annotations
@@ -319,6 +319,58 @@ SYNTHETIC = DatasetSpec(
 )
 
 
+# -- scaled digits ---------------------------------------------------------------------------------------------------
+
+
+def place_digits(images: np.ndarray, sizes: np.ndarray, corners: np.ndarray, canvas: int) -> torch.Tensor:
+    """Each 8x8 digit (``images`` (N, 64), 0..16) resized bilinearly to its side in ``sizes`` and pasted on a black
+    ``canvas`` x ``canvas`` at its ``corners`` (row, column); uint8 (N, 1, canvas, canvas)."""
+    out = np.zeros((len(images), 1, canvas, canvas), dtype=np.uint8)
+    for side in np.unique(sizes).tolist():          # one resize per side, then one paste per digit
+        index = np.flatnonzero(sizes == side)
+        resized = F.interpolate(torch.from_numpy(images[index] / 16.0).float().reshape(-1, 1, 8, 8),
+                                size=(side, side), mode="bilinear", align_corners=False)
+        tiles = (resized.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        for i, tile in zip(index.tolist(), tiles):
+            r, c = corners[i].tolist()
+            out[i, :, r:r + side, c:c + side] = tile
+    return torch.from_numpy(out)
+
+
+def load_scaled_digits(root: Path | None = None, canvas: int = 32, min_size: int = 8, max_size: int = 28,
+                       copies: int = 2, seed: int = 0) -> Splits:
+    if not min_size <= max_size <= canvas:
+        raise DataError(f"parameters min_size={min_size}, max_size={max_size}, canvas={canvas}: expected "
+                        "min_size <= max_size <= canvas", where="dataset 'scaled_digits'")
+    images, target = digits_arrays()
+    # split the source digits first, so no handwritten digit appears in two splits at different scales
+    parts = stratified_split(target, (0.6, 0.2, 0.2), seed=0)
+    source = np.concatenate([np.repeat(p, copies) for p in parts])
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(min_size, max_size + 1, size=len(source))
+    corners = (rng.random((len(source), 2)) * (canvas - sizes + 1)[:, None]).astype(np.int64)
+    x = place_digits(images[source], sizes, corners, canvas)
+    y = torch.tensor(target[source], dtype=torch.int64)
+    bounds = np.cumsum([0] + [len(p) * copies for p in parts])
+    return _splits("scaled_digits", x, y, [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:])], 10,
+                   tuple(str(i) for i in range(10)))
+
+
+SCALED_DIGITS = DatasetSpec(
+    name="scaled_digits", load=load_scaled_digits,
+    params=(Param("canvas", int, 32, "side of the square black canvas", low=8, high=512),
+            Param("min_size", int, 8, "smallest side a digit is resized to", low=2, high=512),
+            Param("max_size", int, 28, "largest side a digit is resized to (at most canvas)", low=2, high=512),
+            Param("copies", int, 2, "placements of each source digit (each at its own scale and position)", low=1,
+                  high=100),
+            Param("seed", int, 0, "generator seed of the scales and positions (same seed: same data)")),
+    doc="Multi-scale digits, generated from scikit-learn's bundled 8x8 digits: each resized to a random side in "
+        "[min_size, max_size] and placed at a random position on a 1 x canvas x canvas black image; 10 classes. The "
+        "source digits are split 60/20/20 (stratified, seed 0) before placing, so splits share no handwriting. For "
+        "pyramid necks: a digit's scale decides which level sees it best.",
+)
+
+
 @hookimpl
 def nascore_datasets():
-    return [DIGITS, CIFAR10, CIFAR100, IMAGEFOLDER, SYNTHETIC]
+    return [DIGITS, SCALED_DIGITS, CIFAR10, CIFAR100, IMAGEFOLDER, SYNTHETIC]
