@@ -35,7 +35,7 @@ from nascore.nas import pool
 from nascore.nas.rundir import RunDir
 from tests.conftest import ROOT, SPACES
 
-TRIALS, EPOCHS = 6, 3
+TRIALS, EPOCHS = 4, 5        # trials long enough to be caught training on the second node
 SPACE = """\
 name: spread
 search: {data: digits, objectives: [val_acc], strategy: random, pruner: none, train: {batch_size: 32, lr: 0.05}}
