@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT))
 from nascore import Graph  # noqa: E402
 from tests.zoo.reference_weights import reference_input, reference_tensor  # noqa: E402
 
-MAPPINGS = ROOT / "graphs" / "torchvision"
 FIXTURE = ROOT / "tests" / "zoo" / "data" / "torchvision_reference.json"
 BATCH = 2
 SAMPLED = 40          # logits kept per sample (every 25th of 1000), plus the sum and sum of squares of all
@@ -75,83 +74,128 @@ def nascore_order(graph: Graph, keys: list[str]) -> list[str]:
     return [k for _, _, k in sorted((owner(k), i, k) for i, k in enumerate(keys))]
 
 
-def module_mapping(tv_state: dict, ns_state: dict, ns_keys: list[str], ignore: tuple[str, ...]) -> dict[str, str]:
-    tv_keys = [k for k in tv_state if not k.startswith(ignore)]
-    if len(tv_keys) != len(ns_keys):
-        raise SystemExit(f"{len(tv_keys)} torchvision tensors against {len(ns_keys)} nascore tensors")
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    while shape and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
+def module_mapping(src_state: dict, ns_state: dict, ns_keys: list[str], ignore: tuple[str, ...],
+                   source: str = "torchvision") -> tuple[dict[str, str], dict[str, list[int]]]:
+    """Source module -> nascore module, pairing the tensors in order; and the source tensors whose shape differs only
+    by trailing 1s (a 1x1 convolution where nascore has a linear layer) with their source shape."""
+    src_keys = [k for k in src_state if not k.startswith(ignore)]
+    if len(src_keys) != len(ns_keys):
+        raise SystemExit(f"{len(src_keys)} {source} tensors against {len(ns_keys)} nascore tensors")
     modules: dict[str, str] = {}
-    for tv, ns in zip(tv_keys, ns_keys):
-        tv_mod, tv_leaf = tv.rsplit(".", 1)
+    reshape: dict[str, list[int]] = {}
+    for src, ns in zip(src_keys, ns_keys):
+        src_mod, src_leaf = src.rsplit(".", 1)
         ns_mod, ns_leaf = ns.rsplit(".", 1)
-        if tv_leaf != ns_leaf or tuple(tv_state[tv].shape) != tuple(ns_state[ns].shape):
-            raise SystemExit(f"{tv} {list(tv_state[tv].shape)} does not pair with {ns} {list(ns_state[ns].shape)}")
-        if modules.setdefault(tv_mod, ns_mod) != ns_mod:
-            raise SystemExit(f"torchvision module {tv_mod} pairs with both {modules[tv_mod]} and {ns_mod}")
+        src_shape, ns_shape = tuple(src_state[src].shape), tuple(ns_state[ns].shape)
+        if src_leaf != ns_leaf or _squeezed(src_shape) != _squeezed(ns_shape):
+            raise SystemExit(f"{src} {list(src_shape)} does not pair with {ns} {list(ns_shape)}")
+        if src_shape != ns_shape:
+            reshape[src] = list(src_shape)
+        if modules.setdefault(src_mod, ns_mod) != ns_mod:
+            raise SystemExit(f"{source} module {src_mod} pairs with both {modules[src_mod]} and {ns_mod}")
     if len(set(modules.values())) != len(modules):
-        raise SystemExit("two torchvision modules pair with one nascore module")
-    return modules
+        raise SystemExit(f"two {source} modules pair with one nascore module")
+    return modules, reshape
 
 
-def write_mapping(name: str, modules: dict[str, str], ignore: tuple[str, ...], note: str | None) -> Path:
-    doc = {"graph": name, "source": "torchvision", "model": f"torchvision.models.{name}", "ignore": list(ignore)}
+def write_mapping(name: str, modules: dict[str, str], ignore: tuple[str, ...], note: str | None,
+                  source: str = "torchvision", graph: str | None = None, model: str | None = None,
+                  reshape: dict[str, list[int]] | None = None) -> Path:
+    graph = graph or name
+    model = model or f"torchvision.models.{name}"
+    doc = {"graph": graph, "source": source, "model": model, "ignore": list(ignore)}
     if note:
         doc["note"] = note
+    if reshape:
+        doc["reshape"] = reshape
     doc["modules"] = modules
-    header = (f"# torchvision.models.{name} state-dict names -> nascore's (graphs/{name}.yaml),\n"
-              f"# for `nascore import torchvision {name}`. Written by benchmarks/make_torchvision_reference.py;\n"
-              "# do not edit by hand. A torchvision module maps to a nascore module; the tensor name after the last\n"
+    script = f"benchmarks/make_{source}_reference.py"
+    header = (f"# {model} state-dict names -> nascore's (graphs/{graph}.yaml),\n"
+              f"# for `nascore import {source} {name}`. Written by {script};\n"
+              f"# do not edit by hand. A {source} module maps to a nascore module; the tensor name after the last\n"
               "# dot (weight, bias, running_mean, ...) is kept. `ignore`: tensors the graph leaves out (aux heads).\n")
-    path = MAPPINGS / f"{name}.yaml"
+    if reshape:
+        header += "# `reshape`: tensors the source stores in another shape of the same values, with that shape.\n"
+    folder = ROOT / "graphs" / source
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
     path.write_text(header + yaml.safe_dump(doc, sort_keys=False, width=120), encoding="utf-8")
     return path
+
+
+def map_and_record(source: str, name: str, model: torch.nn.Module, graph_name: str, ignore: tuple[str, ...],
+                   note: str | None, side: int, label: str | None = None) -> tuple[dict, dict[str, float]]:
+    """Map ``model`` (``source``'s ``name``, eval mode) to zoo graph ``graph_name`` and write the mapping; load the
+    formula weights (of the source's names) into both and compare them; return the fixture entry (the source's
+    float64 outputs for the reference input) and the largest output differences relative to the largest output."""
+    src_state = model.state_dict()
+    graph = Graph.load(ROOT / "graphs" / f"{graph_name}.yaml")
+    ns = graph.build().eval()
+    ns_state = ns.state_dict()
+    modules, reshape = module_mapping(src_state, ns_state, nascore_order(graph, list(ns_state)), ignore, source)
+    write_mapping(name, modules, ignore, note, source, graph_name, label, reshape)
+
+    model.load_state_dict({k: reference_tensor(k, v) for k, v in src_state.items()})
+    mapped = {}
+    for k, v in src_state.items():
+        if not k.startswith(ignore):
+            mod, leaf = k.rsplit(".", 1)
+            target = f"{modules[mod]}.{leaf}"
+            mapped[target] = reference_tensor(k, v).reshape(ns_state[target].shape)
+    ns.load_state_dict(mapped, strict=True)
+
+    x = reference_input((BATCH, 3, side, side))
+    diffs = {}
+    with torch.no_grad():
+        for dtype in (torch.float32, torch.float64):
+            a, b = model.to(dtype)(x.to(dtype)), ns.to(dtype)(x.to(dtype))
+            diffs[str(dtype).split(".")[1]] = float((a - b).abs().max() / a.abs().max())
+    out = a.double()
+    entry = {
+        "input": [BATCH, 3, side, side],
+        "sampled": out[:, ::1000 // SAMPLED].tolist(),
+        "sum": out.sum(1).tolist(),
+        "sum_sq": out.pow(2).sum(1).tolist(),
+        "max_abs": float(out.abs().max()),
+    }
+    return entry, diffs
+
+
+def record_all(source: str, version: str, models: dict, fixture: Path) -> None:
+    """For each ``name: (build, graph, ignore, side, note, label)`` (``build()`` gives the source's model in eval mode):
+    write its mapping, print the difference, and write all outputs to ``fixture``."""
+    torch.set_num_threads(1)
+    doc = {"torch": torch.__version__, source: version, "batch": BATCH, "sampled_every": 1000 // SAMPLED, "models": {}}
+    print(f"torch {torch.__version__}, {source} {version}")
+    for name, (build, graph, ignore, side, note, label) in models.items():
+        t0 = time.perf_counter()
+        model = build()
+        tensors = len(model.state_dict())
+        entry, diffs = map_and_record(source, name, model, graph, ignore, note, side, label)
+        doc["models"][name] = entry
+        print(f"{name:22s} {tensors:4d} tensors  relative max |{source} - nascore|: float32 "
+              f"{diffs['float32']:.1e}, float64 {diffs['float64']:.1e}  (|out| <= {entry['max_abs']:.3g}, "
+              f"{time.perf_counter() - t0:.1f} s)")
+    fixture.parent.mkdir(parents=True, exist_ok=True)
+    fixture.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {fixture.relative_to(ROOT)} and {len(models)} mappings in graphs/{source}")
 
 
 def main() -> None:
     import torchvision
 
-    torch.set_num_threads(1)
-    MAPPINGS.mkdir(parents=True, exist_ok=True)
-    fixture = {"torch": torch.__version__, "torchvision": torchvision.__version__, "batch": BATCH,
-               "sampled_every": 1000 // SAMPLED, "models": {}}
-    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}")
-    for name, (kwargs, ignore, side, note) in MODELS.items():
-        t0 = time.perf_counter()
-        tv = getattr(torchvision.models, name)(weights=None, **kwargs).eval()
-        tv_state = tv.state_dict()
-        graph = Graph.load(ROOT / "graphs" / f"{name}.yaml")
-        ns = graph.build().eval()
-        ns_state = ns.state_dict()
-        modules = module_mapping(tv_state, ns_state, nascore_order(graph, list(ns_state)), ignore)
-        write_mapping(name, modules, ignore, note)
+    def builder(name: str, kwargs: dict):
+        return lambda: getattr(torchvision.models, name)(weights=None, **kwargs).eval()
 
-        tv.load_state_dict({k: reference_tensor(k, v) for k, v in tv_state.items()})
-        mapped = {}
-        for k, v in tv_state.items():
-            if not k.startswith(ignore):
-                mod, leaf = k.rsplit(".", 1)
-                mapped[f"{modules[mod]}.{leaf}"] = reference_tensor(k, v)
-        ns.load_state_dict(mapped, strict=True)
-
-        x = reference_input((BATCH, 3, side, side))
-        diffs = {}
-        with torch.no_grad():
-            for dtype in (torch.float32, torch.float64):
-                a, b = tv.to(dtype)(x.to(dtype)), ns.to(dtype)(x.to(dtype))
-                diffs[str(dtype).split(".")[1]] = float((a - b).abs().max() / a.abs().max())
-        out = a.double()
-        fixture["models"][name] = {
-            "input": [BATCH, 3, side, side],
-            "sampled": out[:, ::1000 // SAMPLED].tolist(),
-            "sum": out.sum(1).tolist(),
-            "sum_sq": out.pow(2).sum(1).tolist(),
-            "max_abs": float(out.abs().max()),
-        }
-        print(f"{name:20s} {len(tv_state):4d} tensors  relative max |torchvision - nascore|: float32 "
-              f"{diffs['float32']:.1e}, float64 {diffs['float64']:.1e}  (|out| <= {float(out.abs().max()):.3g}, "
-              f"{time.perf_counter() - t0:.1f} s)")
-    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
-    FIXTURE.write_text(json.dumps(fixture, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {FIXTURE.relative_to(ROOT)} and {len(MODELS)} mappings in {MAPPINGS.relative_to(ROOT)}")
+    record_all("torchvision", torchvision.__version__,
+               {name: (builder(name, kwargs), name, ignore, side, note, None)
+                for name, (kwargs, ignore, side, note) in MODELS.items()}, FIXTURE)
 
 
 if __name__ == "__main__":

@@ -445,8 +445,9 @@ def export_command(source, out, formats, input_shape, trial, overwrite) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing export (only once the new one is complete).")
 @_fail_cleanly
 def import_command(source, model, weights, out, formats, input_shape, overwrite) -> None:
-    """Load SOURCE's pretrained MODEL (`nascore import torchvision resnet50 --weights resnet50.pth -o DIR`) into the
-    zoo graph of that name and export it; every tensor is checked by name and shape."""
+    """Load SOURCE's pretrained MODEL (`nascore import torchvision resnet50 --weights resnet50.pth -o DIR`, or
+    `nascore import timm seresnet50 ...`: SOURCE is torchvision or timm, MODEL as that library names it) into its zoo
+    graph and export it; every tensor is checked by name and shape."""
     from nascore.exporting.pretrained import import_weights
     from nascore.exporting.verify import read_manifest
 

@@ -1,10 +1,12 @@
 """Pretrained weights in: another library's state dict loaded into the matching zoo graph, then exported.
 
-A name mapping per zoo graph is data, ``graphs/SOURCE/MODEL.yaml`` (``nascore.zoo`` when installed), written by
-``benchmarks/make_torchvision_reference.py``: torchvision module -> nascore module, the tensor name after the last
-dot kept, plus key prefixes the graph leaves out (auxiliary heads). Loading checks every tensor by name and shape
-and refuses with an ExportError naming the first that does not fit, the first unexpected one, or the first missing.
-Nothing is downloaded: the user brings the file.
+The source libraries are data: each is a folder of the zoo, ``graphs/SOURCE/`` (``nascore.zoo`` when installed),
+holding one name mapping per model, ``MODEL.yaml`` (MODEL as the library names it), written by
+``benchmarks/make_SOURCE_reference.py``: the zoo graph it loads into, source module -> nascore module (the tensor name
+after the last dot kept), key prefixes the graph leaves out (auxiliary heads), and source tensors stored in another
+shape of the same values (a 1x1 convolution where the graph has a linear layer). Loading checks every tensor by name
+and shape and refuses with an ExportError naming the first that does not fit, the first unexpected one, or the first
+missing. Nothing is downloaded: the user brings the file.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from nascore.exporting.sources import Source
 from nascore.graph.core import Graph
 from nascore.io.yamlio import check_mapping, read_yaml
 
-SOURCES = ("torchvision",)
 _OPTIONAL = ("num_batches_tracked",)     # absent from files saved before PyTorch 0.4.1; BatchNorm starts it at 0
 
 
@@ -35,14 +36,20 @@ def zoo_dir() -> Path:
     raise ExportError("the model zoo (graphs/) is not installed with nascore; reinstall it")
 
 
+def sources() -> list[str]:
+    """The libraries weights can come from: the zoo's folders that hold mappings (torchvision, timm, ...)."""
+    return sorted(p.name for p in zoo_dir().iterdir() if p.is_dir() and any(p.glob("*.yaml")))
+
+
 def known_models(source: str) -> list[str]:
-    """Zoo graphs that have a mapping from ``source``."""
+    """The models of ``source`` that have a mapping to a zoo graph (the library's names)."""
     return sorted(p.stem for p in (zoo_dir() / source).glob("*.yaml"))
 
 
 @dataclass(frozen=True)
 class WeightMap:
-    """One zoo graph's names in another library: ``modules`` maps a source module to a nascore module."""
+    """One zoo graph's names in another library: ``modules`` maps a source module to a nascore module; ``reshape``
+    names the source tensors stored in another shape of the same values, with that shape."""
 
     source: str
     model: str
@@ -50,10 +57,14 @@ class WeightMap:
     ignore: tuple[str, ...] = ()
     note: str | None = None
     path: str = ""
+    graph_name: str = ""
+    reshape: dict[str, tuple[int, ...]] = field(default_factory=dict)
     inverse: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inverse", {v: k for k, v in self.modules.items()})
+        if not self.graph_name:
+            object.__setattr__(self, "graph_name", self.model)
 
     def target(self, key: str) -> str | None:
         """The nascore key of a source tensor, or None when the graph has no such tensor."""
@@ -71,27 +82,37 @@ class WeightMap:
         return key.startswith(self.ignore)
 
     def graph(self) -> Graph:
-        return Graph.load(zoo_dir() / f"{self.model}.yaml")
+        path = zoo_dir() / f"{self.graph_name}.yaml"
+        if not path.is_file():
+            raise ExportError(f"maps to zoo graph {self.graph_name!r}, which the zoo does not have", where=self.path)
+        return Graph.load(path)
 
 
 def load_mapping(source: str, model: str) -> WeightMap:
-    """The mapping of zoo graph ``model`` from library ``source``; ExportError naming what is known otherwise."""
-    if source not in SOURCES:
-        raise ExportError(f"unknown weights source {source!r}; known: {', '.join(SOURCES)}{suggest(source, SOURCES)}")
+    """The mapping of ``source``'s ``model`` to its zoo graph; ExportError naming what is known otherwise."""
+    known_sources = sources()
+    if source not in known_sources:
+        raise ExportError(f"unknown weights source {source!r}; known: {', '.join(known_sources)}"
+                          f"{suggest(source, known_sources)}")
     known = known_models(source)
     if model not in known:
         raise ExportError(f"no {source} mapping for {model!r}; known: {', '.join(known)}{suggest(model, known)}")
     path = zoo_dir() / source / f"{model}.yaml"
     doc = read_yaml(path, ExportError)
-    check_mapping(doc, ("graph", "source", "model", "ignore", "note", "modules"), ExportError)
+    check_mapping(doc, ("graph", "source", "model", "ignore", "note", "reshape", "modules"), ExportError)
     modules = doc.get("modules")
     ignore = doc.get("ignore") or []
+    reshape = doc.get("reshape") or {}
     if (not isinstance(modules, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
                                                      for k, v in modules.items())
-            or not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore)):
-        raise ExportError("expected 'modules': a mapping of names to names and 'ignore': a list of prefixes",
-                          where=str(path))
-    return WeightMap(source, str(doc.get("graph", model)), dict(modules), tuple(ignore), doc.get("note"), str(path))
+            or not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore)
+            or not isinstance(reshape, Mapping)
+            or not all(isinstance(k, str) and isinstance(v, list) and all(type(d) is int and d >= 0 for d in v)
+                       for k, v in reshape.items())):
+        raise ExportError("expected 'modules': a mapping of names to names, 'ignore': a list of prefixes and "
+                          "'reshape': a mapping of tensor names to shapes", where=str(path))
+    return WeightMap(source, model, dict(modules), tuple(ignore), doc.get("note"), str(path),
+                     str(doc.get("graph", model)), {k: tuple(v) for k, v in reshape.items()})
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -135,10 +156,11 @@ def convert(mapping: WeightMap, state: Mapping[str, torch.Tensor], own: Mapping[
             raise ExportError(f"tensor {key!r} is not part of {what}{suggest(key, _source_keys(mapping, own))}",
                               where=where)
         expected = own[target]
-        if tuple(tensor.shape) != tuple(expected.shape):
+        needed = mapping.reshape.get(key, tuple(expected.shape))
+        if tuple(tensor.shape) != needed or tensor.numel() != expected.numel():
             raise ExportError(f"tensor {key!r} has shape {list(tensor.shape)} but {what} needs "
-                              f"{list(expected.shape)} there (nascore {target!r})", where=where)
-        out[target] = tensor.detach().to(expected.dtype)
+                              f"{list(needed)} there (nascore {target!r})", where=where)
+        out[target] = tensor.detach().reshape(expected.shape).to(expected.dtype)
     for target, expected in own.items():
         if target in out:
             continue
@@ -155,8 +177,13 @@ def _source_keys(mapping: WeightMap, own: Mapping[str, torch.Tensor]) -> list[st
 
 
 def to_source_names(mapping: WeightMap, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A nascore state dict under the source's names (the inverse of :func:`convert`, for tests and round trips)."""
-    return {mapping.source_key(k): v for k, v in state.items()}
+    """A nascore state dict under the source's names and shapes (the inverse of :func:`convert`, for tests and round
+    trips)."""
+    out = {}
+    for key, value in state.items():
+        name = mapping.source_key(key)
+        out[name] = value.reshape(mapping.reshape[name]) if name in mapping.reshape else value
+    return out
 
 
 def pretrained_source(source: str, model: str, weights: str | Path) -> Source:
@@ -168,6 +195,8 @@ def pretrained_source(source: str, model: str, weights: str | Path) -> Source:
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
     origin = {"kind": "pretrained", "source": source, "model": model, "weights": str(Path(weights).resolve()),
               "weights_sha256": digest, "mapping": f"{source}/{model}.yaml"}
+    if mapping.graph_name != model:
+        origin["graph"] = mapping.graph_name
     if mapping.note:
         origin["note"] = mapping.note
     return Source(graph, converted, {}, origin, "pretrained")
@@ -182,5 +211,5 @@ def import_weights(source: str, model: str, weights: str | Path, out: str | Path
                   overwrite=overwrite)
 
 
-__all__ = ["SOURCES", "WeightMap", "convert", "import_weights", "known_models", "load_mapping", "pretrained_source",
-           "read_state_dict", "to_source_names", "zoo_dir"]
+__all__ = ["WeightMap", "convert", "import_weights", "known_models", "load_mapping", "pretrained_source",
+           "read_state_dict", "sources", "to_source_names", "zoo_dir"]

@@ -124,7 +124,7 @@ def test_refuses_pickled_code_and_unknown_models(tmp_path):
     with pytest.raises(ExportError, match="resnet50"):
         load_mapping("torchvision", "resnet_50")
     with pytest.raises(ExportError, match="torchvision"):
-        load_mapping("timm", "resnet50")
+        load_mapping("keras", "resnet50")
     assert "inception_v3" in known_models("torchvision")
 
 

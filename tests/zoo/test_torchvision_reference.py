@@ -13,45 +13,27 @@ and float64). Here nascore recomputes the outputs under the pinned torch and com
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn as nn
 
-from nascore.exporting.pretrained import convert, known_models, load_mapping
-from tests.zoo.reference_weights import reference_input, reference_tensor
+from nascore.exporting.pretrained import known_models
+from tests.zoo.reference_outputs import assert_matches, load_fixture, outputs, reference_model
 
-FIXTURE = json.loads((Path(__file__).parent / "data" / "torchvision_reference.json").read_text())
+FIXTURE = load_fixture("torchvision")
 MODELS = sorted(FIXTURE["models"])
-TOLERANCE = 1e-9          # relative to the largest output; float64 rounding differences across torch versions
 
 
 def _reference_model(name: str) -> nn.Module:
-    mapping = load_mapping("torchvision", name)
-    model = mapping.graph().build().eval()
-    own = model.state_dict()
-    weights = {key: reference_tensor(key, own[mapping.target(key)]) for key in
-               (mapping.source_key(k) for k in own)}
-    model.load_state_dict(convert(mapping, weights, own, where=name))
-    return model.double()
+    return reference_model("torchvision", name)
 
 
 def _outputs(name: str, model: nn.Module) -> torch.Tensor:
-    with torch.no_grad():
-        return model(reference_input(tuple(FIXTURE["models"][name]["input"])))
+    return outputs(FIXTURE, name, model)
 
 
 def _assert_matches(name: str, out: torch.Tensor) -> None:
-    ref = FIXTURE["models"][name]
-    scale = ref["max_abs"]
-    step = FIXTURE["sampled_every"]
-    sampled = torch.tensor(ref["sampled"], dtype=torch.float64)
-    assert (out[:, ::step] - sampled).abs().max().item() <= TOLERANCE * scale
-    assert (out.sum(1) - torch.tensor(ref["sum"], dtype=torch.float64)).abs().max().item() <= TOLERANCE * scale * 1000
-    sum_sq = torch.tensor(ref["sum_sq"], dtype=torch.float64)
-    assert ((out.pow(2).sum(1) - sum_sq).abs() / sum_sq).max().item() <= TOLERANCE
+    assert_matches(FIXTURE, name, out)
 
 
 def test_every_torchvision_mapping_has_a_reference():
