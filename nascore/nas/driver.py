@@ -23,8 +23,8 @@ Resume (``--resume RUN``) after Ctrl-C or SIGKILL: finished trials stay, none ru
 are marked interrupted and their exact parameters run again.
 
 The parts: :mod:`nascore.nas.recovery` opens the study and recovers it after a crash; :mod:`nascore.nas.book` keeps
-the trial kinds, de-duplication, budget and progress (pure Python); :mod:`nascore.nas.pool` owns Ray and the worker
-actors. :class:`Search` here only asks, dispatches and tells.
+the trial kinds, de-duplication, budget and progress (pure Python); :mod:`nascore.nas.cluster` joins Ray (or fails in
+seconds) and :mod:`nascore.nas.pool` owns the worker actors. :class:`Search` here only asks, dispatches and tells.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ from nascore.errors import EvaluatorError, NascoreError, ParamError, RunError, S
 from nascore.io.atomic import atomic_write_text
 from nascore.nas.book import Budget, Dedup, Kind, TrialBook, TrialRecord, best, budget_used, counts, status_line
 from nascore.nas.config import SearchConfig
-from nascore.nas.pool import ActorPool, Slot, SlotState, StepFailed, probe_address
+from nascore.nas.cluster import probe_address
+from nascore.nas.pool import ActorPool, Slot, SlotState, StepFailed
 from nascore.nas.recovery import RunStudy, open_study, record_of
 from nascore.nas.rundir import RunDir
 from nascore.nas.shutdown import signals_held

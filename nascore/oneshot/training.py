@@ -367,7 +367,7 @@ def _train_on_ray(job: dict[str, Any], workers: int, cpus: float, gpus: float, a
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from nascore.nas.pool import check_capacity, connect_ray
+    from nascore.nas.cluster import check_capacity, connect_ray
 
     if workers < 1 or cpus <= 0 or gpus < 0:
         raise SupernetError(f"got workers={workers}, cpus_per_worker={cpus}, gpus_per_worker={gpus}; expected "

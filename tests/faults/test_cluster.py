@@ -31,7 +31,7 @@ from click.testing import CliRunner
 
 from nascore.cli import main
 from nascore.errors import ClusterError
-from nascore.nas import pool
+from nascore.nas import cluster
 from nascore.nas.rundir import RunDir
 from tests.conftest import ROOT, SPACES
 
@@ -247,7 +247,7 @@ def test_an_address_where_nothing_listens_fails_in_seconds_and_leaves_nothing(tm
     port = _free_port()                          # bound and released: nothing listens there now
     started = time.monotonic()
     with pytest.raises(ClusterError, match=rf"--address: got '127.0.0.1:{port}': cannot connect"):
-        pool.probe_address(f"127.0.0.1:{port}")
+        cluster.probe_address(f"127.0.0.1:{port}")
     assert time.monotonic() - started < 5
     runs = tmp_path / "runs"
     result = CliRunner().invoke(main, ["search", str(SPACES / "mbconv.yaml"), "--runs", str(runs),
@@ -261,7 +261,7 @@ def test_auto_is_resolved_as_ray_resolves_it_and_probed(monkeypatch):
     port = _free_port()
     monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")           # what `auto` means to Ray, first of all
     with pytest.raises(ClusterError, match=rf"^--address: got 'auto', which is .*:{port} here: cannot connect"):
-        pool.probe_address("auto")
+        cluster.probe_address("auto")
 
 
 def test_an_address_where_something_else_listens_fails_in_seconds():
@@ -269,10 +269,10 @@ def test_an_address_where_something_else_listens_fails_in_seconds():
     silent = _listening(None)
     try:
         with pytest.raises(ClusterError, match="something listens there but it is not a Ray head"):
-            pool.probe_address(f"127.0.0.1:{web.getsockname()[1]}")
+            cluster.probe_address(f"127.0.0.1:{web.getsockname()[1]}")
         started = time.monotonic()
         with pytest.raises(ClusterError, match=r"no answer within 0.5 s"):
-            pool.probe_address(f"127.0.0.1:{silent.getsockname()[1]}", seconds=0.5)
+            cluster.probe_address(f"127.0.0.1:{silent.getsockname()[1]}", seconds=0.5)
         assert time.monotonic() - started < 3
     finally:
         web.close()
@@ -282,7 +282,7 @@ def test_an_address_where_something_else_listens_fails_in_seconds():
 @pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.1:http", ":6379", "127.0.0.1:0", "127.0.0.1:99999"])
 def test_an_address_that_is_not_host_and_port_is_named(address):
     with pytest.raises(ClusterError, match=r"^--address: got .*expected HOST:PORT"):
-        pool.probe_address(address)
+        cluster.probe_address(address)
 
 
 # -- trial resources no node has ---------------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ def test_a_resource_timeout_that_is_not_a_positive_number_is_named(value):
 
 
 def _nodes(monkeypatch, *nodes: dict[str, float]) -> None:
-    monkeypatch.setattr(pool, "_alive_nodes", lambda: [dict(n) for n in nodes])
+    monkeypatch.setattr(cluster, "alive_nodes", lambda: [dict(n) for n in nodes])
 
 
 @pytest.mark.parametrize("cpus, gpus, option, asked", [
@@ -310,7 +310,7 @@ def _nodes(monkeypatch, *nodes: dict[str, float]) -> None:
 def test_trial_resources_no_node_has_are_refused_at_once_naming_the_option(monkeypatch, cpus, gpus, option, asked):
     _nodes(monkeypatch, {"CPU": 1.0}, {"CPU": 1.0})
     with pytest.raises(ClusterError) as err:
-        pool.check_capacity(2, cpus, gpus)
+        cluster.check_capacity(2, cpus, gpus)
     assert str(err.value) == (f"{option}: {asked}; the cluster has 2 CPUs and 0 GPUs on 2 nodes (at most 1 CPU, "
                               f"0 GPUs on one): no node can run one")
 
@@ -318,15 +318,15 @@ def test_trial_resources_no_node_has_are_refused_at_once_naming_the_option(monke
 def test_a_cluster_that_holds_fewer_workers_says_so_or_refuses_a_gang(monkeypatch):
     _nodes(monkeypatch, {"CPU": 4.0, "GPU": 1.0}, {"CPU": 8.0})
     said: list[str] = []
-    assert pool.check_capacity(4, 1, 0.5, say=said.append) == 2          # fractions: two trials share the GPU
+    assert cluster.check_capacity(4, 1, 0.5, say=said.append) == 2          # fractions: two trials share the GPU
     assert said == ["the cluster holds 2 of the 4 workers asked at once (1 CPU, 0.5 GPUs each; it has 12 CPUs and "
                     "1 GPU on 2 nodes (at most 8 CPUs, 1 GPU on one)); the others wait for resources"]
-    assert pool.check_capacity(12, 1, 0) == 12
+    assert cluster.check_capacity(12, 1, 0) == 12
     with pytest.raises(ClusterError, match=r"^--workers: the cluster holds 2 of the 4 .* expected room for all"):
-        pool.check_capacity(4, 1, 0.5, all_at_once=True)
+        cluster.check_capacity(4, 1, 0.5, all_at_once=True)
     with pytest.raises(ClusterError, match=r"^--cpus-per-worker with --gpus-per-worker: asked 5 CPUs with 1 GPU "
                                            r"per worker"):
-        pool.check_capacity(1, 5, 1, options=("--cpus-per-worker", "--gpus-per-worker"), unit="worker")
+        cluster.check_capacity(1, 5, 1, options=("--cpus-per-worker", "--gpus-per-worker"), unit="worker")
 
 
 @pytest.mark.slow
