@@ -4,6 +4,8 @@ option is refused before the search creates anything."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -106,3 +108,38 @@ def test_bad_transfer_options_are_refused_before_anything_is_created(pretrained,
     with pytest.raises(EvaluatorError, match=pattern):
         search(space_file, runs_root=tmp_path / "runs", workers=1, progress=None, evaluator_options=options)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_head_is_searched_on_an_imported_torchvision_resnet18(tmp_path, local_ray):
+    """The whole path on a real architecture: a torchvision resnet18 state dict (the zoo tests' formula weights under
+    torchvision's names) imported with `nascore import`, then a head searched on its frozen backbone at 32x32."""
+    from safetensors.torch import save_file
+
+    from nascore.exporting.pretrained import import_weights
+    from nascore.nas.driver import search
+    from nascore.nas.rundir import RunDir
+    from tests.zoo.reference_outputs import reference_state
+
+    weights = tmp_path / "resnet18.safetensors"
+    save_file({k: v.float().contiguous() for k, v in reference_state("torchvision", "resnet18").items()},
+              str(weights))
+    imported = import_weights("torchvision", "resnet18", weights, tmp_path / "resnet18", formats="weights")
+    zoo = yaml.safe_load(Path(imported, "graph.yaml").read_text())
+    backbone = [n for n in zoo["nodes"] if n["name"] in ("stem", "pool", "layer1", "layer2")]
+    space = {"name": "resnet18_head", "search": {
+        "data": "synthetic", "data_params": {"n": 120, "shape": [3, 32, 32]}, "epochs": 1, "trials": 1,
+        "strategy": "random", "train": {"batch_size": 24}},
+        "graph": {"input": [3, 32, 32], "nodes": [
+            *backbone,
+            {"name": "head", "block": "conv_bn_act", "out": {"choice": [32, 64]}, "kernel": 1},
+            {"name": "gap", "block": "global_avg_pool"},
+            {"name": "fc", "block": "linear", "out": 10}]}}
+    space_file = tmp_path / "resnet18_head.yaml"
+    space_file.write_text(yaml.safe_dump(space))
+    run = search(space_file, runs_root=tmp_path / "runs", workers=1, progress=None,
+                 evaluator_options={"weights": str(imported), "freeze": "stem,pool,layer1,layer2"})
+    assert RunDir.open(run).summary()["counts"]["complete"] == 1
+    source = read_weights(imported / "model.safetensors")
+    trained = read_weights(next((run / "trials").iterdir()) / "model.safetensors")
+    backbone_keys = [k for k in trained if k.split(".")[0] in ("stem", "layer1", "layer2")]
+    assert len(backbone_keys) > 50 and all(torch.equal(trained[k], source[k]) for k in backbone_keys)
