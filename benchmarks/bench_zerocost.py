@@ -7,6 +7,9 @@ alone and with sampling + building added (what a search pays per candidate). The
 shared machine other processes slow every figure.
 
     .venv/bin/python benchmarks/bench_zerocost.py     # writes benchmarks/results/zerocost_throughput.json
+
+``--processes P`` adds the machine's figure: P processes (one thread each, as a search's P workers) each sample,
+build and score their share of ``--pool`` architectures; architectures per minute of wall time, per proxy.
 """
 
 from __future__ import annotations
@@ -31,11 +34,43 @@ from nascore.training.data import load_dataset  # noqa: E402
 from nascore.zerocost import PROXIES, draw_batches, score  # noqa: E402
 
 
+def _score_share(args: tuple[str, int, int, int, int]) -> int:
+    """One process's share: sample, build and score architectures ``start, start + step, ...`` below ``count``."""
+    name, start, step, count, batch_size = args
+    torch.set_num_threads(1)
+    space = SearchSpace.load(ROOT / "search_spaces" / "mbconv.yaml")
+    batches = draw_batches(load_dataset("digits", None), batch_size, 1, seed=0)
+    for i in range(start, count, step):
+        graph, _ = sample_path(space, uniform_rule(1, i))
+        torch.manual_seed(i)
+        score(name, graph.build(), batches, graph)
+    return len(range(start, count, step))
+
+
+def machine_throughput(processes: int, pool: int, batch_size: int) -> list[dict[str, float]]:
+    """Per proxy: ``pool`` architectures sampled, built and scored by ``processes`` processes; per minute of wall."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    rows = []
+    with ProcessPoolExecutor(processes) as workers:
+        list(workers.map(_score_share, [("params", p, processes, processes, batch_size) for p in range(processes)]))
+        for name in PROXIES:
+            t0 = time.perf_counter()
+            done = sum(workers.map(_score_share, [(name, p, processes, pool, batch_size) for p in range(processes)]))
+            wall = time.perf_counter() - t0
+            rows.append({"proxy": name, "architectures": done, "wall_s": wall, "per_minute": 60 * done / wall})
+            print(f"{name:>10}: {60 * done / wall:7.0f} architectures / min with {processes} processes "
+                  f"(sample + build + score, {done} in {wall:.1f} s)")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--architectures", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--processes", type=int, default=0, help="also measure P processes together (0: skip)")
+    parser.add_argument("--pool", type=int, default=120, help="architectures scored in the --processes figure")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "zerocost_throughput.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -73,6 +108,9 @@ def main() -> None:
               "space": "mbconv", "data": "digits", "batch_size": args.batch_size, "batches": 1,
               "architectures": args.architectures, "repeats": args.repeats,
               "median_params": statistics.median(sizes), "sample_build_ms": build * 1e3, "rows": rows}
+    if args.processes:
+        result["machine_rows"] = machine_throughput(args.processes, args.pool, args.batch_size)
+        result["processes"] = args.processes
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}\ncommand: {command}")
 
