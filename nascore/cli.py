@@ -342,11 +342,15 @@ def supernet_group() -> None:
 @click.option("--cpus-per-worker", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option("--address", help="Ray cluster to train on (e.g. auto or HOST:PORT); default: a Ray of this machine.")
-@click.option("--no-resume", is_flag=True, help="Start afresh even if OUT holds a checkpoint.")
+@click.option("--max-failures", type=click.IntRange(min=0), default=3, show_default=True,
+              help="With --workers: restarts of a worker group that lost a worker or node, each from the last "
+                   "epoch's checkpoint (0: fail at once). Errors of the input are never retried.")
+@click.option("--no-resume", is_flag=True, help="Start afresh even if OUT holds a checkpoint (a restarted worker "
+                                                "group still resumes this run's own epochs).")
 @_fail_cleanly
 def supernet_train_command(space, out, epochs, sampling, kernel_sharing, seed, data, data_root, data_params,
                            train_settings, device, workers, cpus_per_worker, gpus_per_worker, address,
-                           no_resume) -> None:
+                           max_failures, no_resume) -> None:
     """Train the supernet of SPACE (a search-space YAML) into OUT; run again to resume after a crash."""
     from nascore.oneshot.training import train_supernet
 
@@ -355,7 +359,7 @@ def supernet_train_command(space, out, epochs, sampling, kernel_sharing, seed, d
                              epochs=epochs, train=_settings(train_settings, "--set"), sampling=sampling,
                              kernel_sharing=kernel_sharing, seed=seed, resume=not no_resume, device=device,
                              workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
-                             address=address, progress=click.echo)
+                             address=address, max_failures=max_failures, progress=click.echo)
     if "paths_val_acc" in summary:
         click.echo(f"mean one-shot val_acc of the monitored paths {summary['paths_val_acc']:.4f}; next: nascore "
                    f"search {space} --evaluator supernet --evaluator-option checkpoint={out}")

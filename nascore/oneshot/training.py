@@ -16,7 +16,11 @@ label smoothing, AMP and channels-last come from the trainer unchanged; drop-pat
 
 With ``workers`` > 0 the same loop runs on Ray Train (``TorchTrainer``: DDP over gloo on CPU, NCCL on GPU): each
 rank trains on its share of every global batch, so the run follows the single-process one; rank 0 writes the folder,
-which must therefore be on storage every node of a cluster reaches.
+which must therefore be on storage every node of a cluster reaches. A worker (or its node) lost mid-run makes Ray
+Train restart the whole group, up to ``max_failures`` times: the new group continues from the last per-epoch
+checkpoint of this run (found by the run's token, even with ``resume=False``), and ``OUT/restarts.jsonl`` records
+each loss. An error of the user's input (a NascoreError in any worker: a data set missing on one node) ends the run
+at once, never retried.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ import hashlib
 import json
 import math
 import os
+import re
+import threading
+import time
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,6 +51,8 @@ from nascore.oneshot.supernet import KERNEL_SHARING, Supernet
 SAMPLING = {"uniform": uniform_rule, "fair": fair_rule}
 FORMAT = 1
 SPACE_FILE, INFO_FILE, WEIGHTS_FILE = "space.yaml", "supernet.json", "supernet.safetensors"
+RESTARTS = "restarts.jsonl"   # one line per worker group lost in a distributed run (written by Ray Train's controller)
+MAX_FAILURES = 3              # worker-group restarts of a distributed run, by default
 _RETRIES = 50   # fresh draws for a step whose path the space or a constraint rejects
 
 
@@ -235,14 +245,16 @@ def train_supernet(space_path: str | Path, out_dir: str | Path, *, data: str | N
                    kernel_sharing: str = "slice", seed: int = 0, cover_limit: int = 256, monitor: int = 3,
                    calibration_batches: int = 8, resume: bool = True, device: str | None = "auto",
                    workers: int = 0, cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0,
-                   address: str | None = None,
+                   address: str | None = None, max_failures: int | None = None,
                    progress: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Train the supernet of the space file ``space_path`` into ``out_dir``; resumable; returns its summary.
 
     Data and training settings default to the space's ``search:`` section (``epochs`` to 20). ``sampling``:
     ``uniform`` (single-path one-shot) or ``fair`` (each option of a decision once per round of steps, after
     FairNAS). ``kernel_sharing``: ``slice`` (smaller kernels are the centre of the largest) or ``separate``.
-    ``workers`` > 0 trains data-parallel on Ray Train (the local Ray, or the cluster at ``address``).
+    ``workers`` > 0 trains data-parallel on Ray Train (the local Ray, or the cluster at ``address``); a lost
+    worker or node restarts the worker group from the last epoch's checkpoint up to ``max_failures`` times (default
+    3; 0: fail at once). An error of the input (NascoreError) in a worker is never retried.
     """
     from nascore.nas.space import SearchSpace
 
@@ -258,9 +270,14 @@ def train_supernet(space_path: str | Path, out_dir: str | Path, *, data: str | N
     if kernel_sharing not in KERNEL_SHARING:
         raise SupernetError(f"got {kernel_sharing!r}, expected one of {list(KERNEL_SHARING)}",
                             where="kernel_sharing")
+    if max_failures is None:
+        max_failures = MAX_FAILURES
+    if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
+        raise SupernetError(f"got {max_failures!r}, expected an integer >= 0 (0: no restart of a lost worker group)",
+                            where="max_failures")
     if workers <= 0:
         return _train(job, rank=0, world=1, say=say)
-    return _train_on_ray(job, workers, cpus_per_worker, gpus_per_worker, address, say)
+    return _train_on_ray(job, workers, cpus_per_worker, gpus_per_worker, address, say, max_failures)
 
 
 def _train(job: dict[str, Any], rank: int, world: int, say: Callable[[str], None],
@@ -278,11 +295,14 @@ def _train(job: dict[str, Any], rank: int, world: int, say: Callable[[str], None
     drop_path = config.drop_path
     data_record = json.dumps({"data": job["data"], "params": job["data_params"]}, sort_keys=True, default=str)
     how = {k: job[k] for k in ("sampling", "kernel_sharing", "seed", "cover_limit")}
+    token = job.get("run_token")   # a distributed run's own: its restarted worker group resumes by it
     run = CheckpointedRun(out, {"space_hash": space_digest(space), "data": data_record,
                                 "supernet": json.dumps(how, sort_keys=True)}, "supernet",
-                          extra={"format": FORMAT, "space": space.name})
+                          extra={"format": FORMAT, "space": space.name, **({"run": token} if token else {})})
     splits = load_dataset(job["data"], job["data_root"], **job["data_params"])   # a bad data set: nothing written
-    state, config = run.resume(config, job["resume"])
+    state, config = run.resume(config, job["resume"], run=token)
+    if rank == 0 and state is not None and token and state["nascore"].get("run") == token:
+        say(f"{out}: worker group restarted; resuming this run after epoch {int(state['epoch'])}")
 
     torch.manual_seed(config.seed)
     supernet = Supernet(space, kernel_sharing=job["kernel_sharing"], cover_limit=job["cover_limit"],
@@ -361,10 +381,102 @@ def _ray_worker(job: dict[str, Any]) -> None:
            (lambda line: None), wrap=wrap, device=ray.train.torch.get_device(), report=report)
 
 
-def _train_on_ray(job: dict[str, Any], workers: int, cpus: float, gpus: float, address: str | None,
-                  say: Callable[[str], None]) -> dict[str, Any]:
+def _nascore_error(exc: BaseException | None) -> NascoreError | None:
+    """The NascoreError inside Ray's wrappers of ``exc`` (a worker's, the controller's), or None."""
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, NascoreError):
+            return e
+        failures = getattr(e, "worker_failures", None)
+        stack.extend([getattr(e, attr, None) for attr in ("cause", "_base_exc", "health_check_failure",
+                                                          "controller_failure")])
+        stack.extend([e.__cause__, e.__context__, *(failures.values() if isinstance(failures, dict) else ())])
+    return None
+
+
+def _lost_nodes(text: str) -> list[str]:
+    """The nodes named in Ray's error text of a lost worker, as "ID (ADDRESS)": those the cluster reports dead when
+    it can tell, else every node id the text names."""
     import ray
-    from ray.train import RunConfig, ScalingConfig
+
+    ids = list(dict.fromkeys(re.findall(r"\b([0-9a-f]{56})\b", text)))
+    try:
+        dead = {n["NodeID"]: n.get("NodeManagerAddress", "") for n in ray.nodes() if not n.get("Alive")}
+    except Exception:  # noqa: BLE001 - only words for a message: the ids alone do
+        dead = {}
+    named = [i for i in ids if i in dead] or ids
+    return [f"{i[:12]} ({dead[i]})" if dead.get(i) else i[:12] for i in named]
+
+
+def _epochs_done(out: Path) -> int:
+    try:
+        lines = (out / "history.jsonl").read_text(encoding="utf-8").splitlines()
+        return int(json.loads(lines[-1])["epoch"]) if lines else 0
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _failure_watch(out: str, token: str, max_failures: int) -> Any:
+    """A Ray Train callback (run in its controller): a NascoreError in any worker ends the run at once (raised
+    here, Ray Train's controller fails without retrying); any other worker failure (a worker or node lost) is
+    recorded as a line of ``OUT/restarts.jsonl`` before Ray Train restarts the group."""
+    from ray.train import UserCallback
+
+    class FailureWatch(UserCallback):
+        def __init__(self) -> None:
+            self.failures = 0
+
+        def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
+            for exc in worker_exceptions.values():
+                user = _nascore_error(exc)
+                if user is not None:
+                    raise user                   # the user's input: no retry would help
+            self.failures += 1
+            text = "\n".join(str(e) for e in worker_exceptions.values())
+            record = {"run": token, "time": time.time(), "failure": self.failures,
+                      "restart": self.failures <= max_failures, "after_epoch": _epochs_done(Path(out)),
+                      "ranks": sorted(int(r) for r in worker_exceptions), "nodes": _lost_nodes(text),
+                      "error": next((line for line in text.splitlines() if line.strip()), "")[:300]}
+            with open(Path(out) / RESTARTS, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    return FailureWatch()
+
+
+def _restart_line(record: Mapping[str, Any], max_failures: int) -> str:
+    lost = (f"node {', '.join(record['nodes'])}" if record.get("nodes") else
+            f"worker rank {', '.join(map(str, record.get('ranks') or []))} ({record.get('error', '')[:120]})")
+    if not record.get("restart"):
+        return f"worker group failed after losing {lost}; no restart left (--max-failures {max_failures})"
+    return (f"worker group restarted after losing {lost}; resuming from epoch {int(record.get('after_epoch', 0))} "
+            f"(restart {record.get('failure')} of at most {max_failures})")
+
+
+def _read_restarts(out: Path, token: str) -> list[dict[str, Any]]:
+    try:
+        lines = (out / RESTARTS).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue                              # a line being written
+        if isinstance(record, dict) and record.get("run") == token:
+            found.append(record)
+    return found
+
+
+def _train_on_ray(job: dict[str, Any], workers: int, cpus: float, gpus: float, address: str | None,
+                  say: Callable[[str], None], max_failures: int = MAX_FAILURES) -> dict[str, Any]:
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from nascore.nas.cluster import check_capacity, connect_ray
@@ -376,7 +488,8 @@ def _train_on_ray(job: dict[str, Any], workers: int, cpus: float, gpus: float, a
 
     out = Path(job["out"])
     CheckpointedRun(out, {}, "supernet").claim()   # nascore's folder before Ray writes its own records into it
-    job = {**job, "threads": max(1, math.ceil(cpus)),
+    token = uuid.uuid4().hex                        # this run's: its checkpoints carry it, a restart resumes by it
+    job = {**job, "threads": max(1, math.ceil(cpus)), "run_token": token,
            "train": {**job["train"], "device": "cuda" if gpus > 0 else "cpu"}}
     owns = connect_ray(address, math.ceil(workers * min(cpus, os.cpu_count() or 1)))
     resources = {"CPU": cpus, **({"GPU": gpus} if gpus > 0 else {})}
@@ -387,12 +500,33 @@ def _train_on_ray(job: dict[str, Any], workers: int, cpus: float, gpus: float, a
         trainer = TorchTrainer(_ray_worker, train_loop_config=job,
                                scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus > 0,
                                                             resources_per_worker=resources),
-                               run_config=RunConfig(name="ray", storage_path=str(out.resolve())))
-        say(f"{out}: Ray Train, {workers} worker(s) x ({cpus:g} CPU, {gpus:g} GPU)")
+                               run_config=RunConfig(name="ray", storage_path=str(out.resolve()),
+                                                    failure_config=FailureConfig(max_failures=max_failures),
+                                                    callbacks=[_failure_watch(str(out.resolve()), token,
+                                                                              max_failures)]))
+        say(f"{out}: Ray Train, {workers} worker(s) x ({cpus:g} CPU, {gpus:g} GPU), up to {max_failures} "
+            "restart(s) of a lost worker group (--max-failures)")
+        done = threading.Event()
+
+        def tell_restarts() -> None:   # the controller records a loss; the driver says it while training goes on
+            told = 0
+            while not done.wait(0.5 if told < max_failures + 1 else 5):
+                records = _read_restarts(out, token)
+                for record in records[told:]:
+                    say(f"{out}: {_restart_line(record, max_failures)}")
+                told = max(told, len(records))
+            for record in _read_restarts(out, token)[told:]:
+                say(f"{out}: {_restart_line(record, max_failures)}")
+
+        teller = threading.Thread(target=tell_restarts, name="nascore-restarts", daemon=True)
+        teller.start()
         try:
             result = trainer.fit()
         except Exception as exc:  # noqa: BLE001 - Ray wraps the worker's error; nascore's own is re-raised
             raise _unwrap_ray_error(exc) from None
+        finally:
+            done.set()
+            teller.join(timeout=5)
         if getattr(result, "error", None) is not None:
             raise _unwrap_ray_error(result.error)
     finally:
@@ -402,23 +536,15 @@ def _train_on_ray(job: dict[str, Any], workers: int, cpus: float, gpus: float, a
     history = [json.loads(line) for line in history_path.read_text().splitlines()] if history_path.is_file() else []
     last = history[-1] if history else {}
     return {"out": str(out), "epochs_done": int(last.get("epoch", 0)), "history": history, "workers": workers,
+            "restarts": sum(1 for r in _read_restarts(out, token) if r.get("restart")),
             **{k: last[k] for k in ("paths_val_acc", "reference_val_acc", "loss") if k in last}}
 
 
 def _unwrap_ray_error(exc: BaseException) -> BaseException:
     """The NascoreError a worker raised, found in Ray's wrappers; else a RunError naming Ray's failure."""
-    seen: set[int] = set()
-    stack: list[Any] = [exc]
-    while stack:
-        e = stack.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, NascoreError):
-            return e
-        failures = getattr(e, "worker_failures", None)
-        stack.extend([getattr(e, "cause", None), e.__cause__, e.__context__,
-                      *(failures.values() if isinstance(failures, dict) else ())])
+    user = _nascore_error(exc)
+    if user is not None:
+        return user
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return RunError(f"distributed supernet training failed: {first[:300]}", where="ray train")
 

@@ -98,16 +98,30 @@ class CheckpointedRun:
         return state
 
     def resume(self, config: TrainConfig, resume: bool = True,
-               describe: Callable[[str, Mapping[str, Any]], str] | None = None
+               describe: Callable[[str, Mapping[str, Any]], str] | None = None, run: str | None = None
                ) -> tuple[dict[str, Any] | None, TrainConfig]:
         """(checkpoint state or None, the config to train with). A checkpoint of another identity, or one that
         is unfinished and was trained with other settings, is a RunError; a finished one is reported with its own
         settings. ``describe(key, record)`` words a record's identity value ``key`` in messages. Claims ``out``
-        first (:meth:`claim`): a folder that is not nascore's is refused before anything is read or written."""
+        first (:meth:`claim`): a folder that is not nascore's is refused before anything is read or written.
+
+        ``run``: this run's token (stored in its checkpoints' record as ``run``, by ``extra``). A checkpoint that
+        carries it was written by this very run (a restarted data-parallel worker group): it is resumed even with
+        ``resume=False``, which means "do not continue an earlier run", not "lose this run's own epochs"."""
         self.claim()
-        if not (resume and self.checkpoint.is_file()):
+        if not self.checkpoint.is_file():
             return None, config
-        state = self.read()
+        if not resume:
+            if run is None:
+                return None, config
+            try:
+                state = self.read()
+            except RunError:          # not readable: certainly not this run's own
+                return None, config
+            if state["nascore"].get("run") != run:
+                return None, config
+        else:
+            state = self.read()
         info = state["nascore"]
         word = describe or (lambda key, record: f"{key} {record.get(key)}")
         for key, mine in self.identity.items():

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -125,7 +126,8 @@ def loopback_cluster():
         _ray_start(["--head", "--port", str(port), "--include-dashboard", "false", "--dashboard-port",
                     str(_free_port()), "--ray-client-server-port", str(_free_port())], head, env)
         _ray_start(["--address", f"127.0.0.1:{port}"], other, env)
-        yield {"port": port, "head": head, "other": other, "head_id": _node_id(head), "other_id": _node_id(other)}
+        yield {"port": port, "head": head, "other": other, "head_id": _node_id(head), "other_id": _node_id(other),
+               "root": root, "env": env}
     finally:
         for _ in range(3):
             _kill(_tree(str(root)))
@@ -141,6 +143,24 @@ def _search(args: list[str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "nascore.cli", "search", *args], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+
+
+@contextmanager
+def _reaped(proc: subprocess.Popen):
+    """``proc`` (a driver in its own session), killed with its group if it is still running at the end."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _succeeded(proc: subprocess.Popen, log: Path, timeout: float) -> str:
+    """The output of the driver ``proc``, once it has ended with 0 and without a traceback."""
+    assert proc.wait(timeout=timeout) == 0, log.read_text()[-4000:]
+    output = log.read_text()
+    assert "Traceback" not in output, output[-4000:]
+    return output
 
 
 def _trials(run: Path) -> list:
@@ -160,10 +180,9 @@ def test_a_search_spreads_over_two_nodes_and_goes_on_when_one_is_lost(loopback_c
     runs, log = tmp_path / "runs", tmp_path / "driver.log"
     other = loopback_cluster["other_id"]
     started = time.time()
-    proc = _search([str(space), "--runs", str(runs), "--address", f"127.0.0.1:{loopback_cluster['port']}",
-                    "--workers", "2", "--trials", str(TRIALS), "--epochs", str(EPOCHS), "--seed", "3",
-                    "--no-tensorboard"], log)
-    try:
+    with _reaped(_search([str(space), "--runs", str(runs), "--address", f"127.0.0.1:{loopback_cluster['port']}",
+                          "--workers", "2", "--trials", str(TRIALS), "--epochs", str(EPOCHS), "--seed", "3",
+                          "--no-tensorboard"], log)) as proc:
         # wait until a trial completed (so there is something not to lose) and one trains on the second node
         run, victim, before = None, None, {}
         deadline = time.time() + 150
@@ -181,12 +200,7 @@ def test_a_search_spreads_over_two_nodes_and_goes_on_when_one_is_lost(loopback_c
         assert victim is not None, f"no trial ran on the second node:\n{log.read_text()[-3000:]}"
         _kill(_tree(str(loopback_cluster["other"])))          # the second node is lost, mid-trial
         killed_at = time.time() - started
-        assert proc.wait(timeout=240) == 0, log.read_text()[-4000:]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    output = log.read_text()
-    assert "Traceback" not in output, output[-4000:]
+        output = _succeeded(proc, log, 240)
 
     trials = _trials(run)
     by_number = {t.number: t for t in trials}
@@ -392,3 +406,109 @@ def test_distributed_supernet_training_the_cluster_cannot_hold_is_refused_at_onc
     assert str(err.value).startswith(said), str(err.value)
     assert time.monotonic() - started < 60
     assert not (tmp_path / "out" / "checkpoint.pt").exists()
+
+
+# -- distributed supernet training losing a node ----------------------------------------------------------------------
+
+SUPERNET_EPOCHS = 4
+SUPERNET_SPACE = """\
+name: tiny
+search: {data: digits, train: {batch_size: 64, lr: 0.1, threads: 1}}
+graph:
+  input: [1, 8, 8]
+  nodes:
+    - {name: stem, block: conv_bn_act, out: 8}
+    - {name: stage, block: mbconv, repeat: {int: [1, 2]}, out: {choice: [8, 16]}, expand: {choice: [1, 3]},
+       kernel: {choice: [3, 5]}}
+    - {name: gap, block: global_avg_pool}
+    - {name: fc, block: linear, out: 10}
+"""
+
+
+def _holding(node_dir: Path, role: str) -> set[int]:
+    """The processes of the node at ``node_dir`` whose command line names ``role`` (RayTrainWorker, TrainController)."""
+    procs = _processes()
+    return {pid for pid in _tree(str(node_dir)) if pid in procs and role in procs[pid][1]}
+
+
+@pytest.mark.slow
+def test_distributed_supernet_training_survives_a_lost_node_and_continues_from_its_last_epoch(loopback_cluster,
+                                                                                             tmp_path):
+    from nascore.oneshot.training import load_supernet
+
+    cluster_root, env, port = loopback_cluster["root"], loopback_cluster["env"], loopback_cluster["port"]
+    # the same layout whether or not the search test ran (it loses the fixture's second node): the head and s1
+    # (one CPU each) to start the two workers on, and s2 joining meanwhile, so the group still fits once one is lost
+    _kill(_tree(str(loopback_cluster["other"])))
+    extra = [cluster_root / "s1", cluster_root / "s2"]
+    _ray_start(["--address", f"127.0.0.1:{port}"], extra[0], env)
+    spare = threading.Thread(target=_ray_start, args=(["--address", f"127.0.0.1:{port}"], extra[1], env))
+    spare.start()
+    space, out, log = tmp_path / "tiny.yaml", tmp_path / "supernet", tmp_path / "driver.log"
+    space.write_text(SUPERNET_SPACE)
+    started = time.time()
+    with open(log, "ab") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "nascore.cli", "supernet", "train", str(space), "-o", str(out),
+                                 "--epochs", str(SUPERNET_EPOCHS), "--workers", "2", "--cpus-per-worker", "1",
+                                 "--address", f"127.0.0.1:{port}", "--max-failures", "2", "--no-resume"],
+                                env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+    with _reaped(proc):
+        victim, deadline, history = None, time.time() + 120, out / "history.jsonl"
+        while time.time() < deadline and proc.poll() is None and victim is None:
+            if history.is_file() and history.read_text().strip():        # the first epoch is checkpointed
+                victim = next((n for n in extra if _holding(n, "RayTrainWorker") and
+                               not _holding(n, "TrainController")), None)
+            if victim is None:
+                time.sleep(0.2)
+        assert victim is not None, f"no worker on a node that may be lost:\n{log.read_text()[-3000:]}"
+        spare.join(timeout=120)
+        kept, lost = history.read_text().splitlines(), _node_id(victim)
+        epochs_before = len(kept)
+        _kill(_tree(str(victim)))                                         # the node is lost, mid-training
+        killed_at = time.time() - started
+        output = _succeeded(proc, log, 180)
+    assert epochs_before < SUPERNET_EPOCHS, f"the run ended before the loss ({epochs_before} epochs)"
+    restarts = [json.loads(line) for line in (out / "restarts.jsonl").read_text().splitlines()]
+    assert len(restarts) >= 1 and all(r["restart"] for r in restarts), restarts
+    assert f"worker group restarted after losing node {lost[:12]} (" in output and "resuming from epoch" in output, \
+        output[-3000:]
+    # every epoch once, in order: the restart continued from the last checkpoint, nothing trained twice or lost
+    lines = (out / "history.jsonl").read_text().splitlines()
+    assert lines[:epochs_before] == kept, (kept, lines)            # the epochs before the loss: kept, not retrained
+    history = [json.loads(line) for line in lines]
+    assert [r["epoch"] for r in history] == list(range(1, SUPERNET_EPOCHS + 1)), history
+    assert all(r["after_epoch"] >= epochs_before for r in restarts), restarts
+    supernet, info = load_supernet(out)
+    assert info["workers"] == 2 and sum(p.numel() for p in supernet.parameters()) > 0
+    print(f"killed at {killed_at:.0f} s after {epochs_before} epoch(s); restarts {restarts}; wall "
+          f"{time.time() - started:.0f} s\n{output[-2000:]}")
+
+
+@pytest.mark.slow
+def test_an_input_error_in_the_workers_ends_distributed_supernet_training_at_once_unretried(local_ray, tmp_path):
+    from nascore.errors import DataError
+    from nascore.oneshot.training import train_supernet
+
+    space, out = tmp_path / "tiny.yaml", tmp_path / "out"
+    space.write_text(SUPERNET_SPACE)
+    lines: list[str] = []
+    started = time.monotonic()
+    # the data set is looked for by the workers (it may exist only on the cluster's nodes): here it is missing
+    with pytest.raises(DataError, match=r"nowhere: not found; expected the cifar-10-batches-py folder"):
+        train_supernet(space, out, data="cifar10", data_root=str(tmp_path / "nowhere"), epochs=2, workers=1,
+                       max_failures=3, progress=lines.append)
+    assert time.monotonic() - started < 60
+    assert not (out / "restarts.jsonl").exists(), (out / "restarts.jsonl").read_text()   # one attempt, no restart
+    assert not (out / "checkpoint.pt").exists() and not [line for line in lines if "restarted" in line], lines
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "3", True])
+def test_supernet_max_failures_that_is_not_a_count_is_named(tmp_path, value):
+    from nascore.errors import SupernetError
+    from nascore.oneshot.training import train_supernet
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(SUPERNET_SPACE)
+    with pytest.raises(SupernetError, match=rf"^max_failures: got {value!r}, expected an integer >= 0"):
+        train_supernet(space, tmp_path / "out", workers=2, max_failures=value, progress=None)
+    assert not (tmp_path / "out").exists()

@@ -175,3 +175,34 @@ def test_a_supernet_of_another_space_is_refused_by_name(trained, tmp_path, local
                evaluator_options={"checkpoint": str(trained[0])}, progress=None)
     with pytest.raises(EvaluatorError, match=r"evaluator 'supernet': option 'checkpoint': missing"):
         search(path, runs_root=tmp_path / "runs", trials=1, evaluator="supernet", progress=None)
+
+
+def test_a_restarted_worker_group_resumes_its_own_run_even_with_no_resume(space_file, trained, tmp_path,
+                                                                          monkeypatch):
+    """What a distributed run's restarted worker group does (without Ray): its checkpoint carries the run's token,
+    and a restart with resume=False (--no-resume) continues it, bit-identically; another run's token starts afresh."""
+    import nascore.oneshot.training as training
+
+    jobs = []
+    monkeypatch.setattr(training, "_train", lambda job, **kw: jobs.append(job))
+    train_supernet(space_file, tmp_path / "out", epochs=3, device="cpu", resume=False, progress=None)
+    monkeypatch.undo()
+    job = {**jobs[0], "run_token": "run-a"}
+
+    class Lost(Exception):
+        pass
+
+    def lose_in_epoch_2(record):
+        if record["epoch"] == 2:
+            raise Lost                       # the node is lost before epoch 2 is checkpointed
+
+    with pytest.raises(Lost):
+        training._train(job, 0, 1, lambda line: None, report=lose_in_epoch_2)
+    said: list[str] = []
+    summary = training._train(job, 0, 1, said.append)                  # the restart: resume=False, same token
+    assert summary["resumed_from"] == 1 and any("worker group restarted" in line for line in said), said
+    assert [r["epoch"] for r in summary["history"]] == [1, 2, 3]
+    reference = _weights(trained[0])
+    assert all(torch.equal(v, reference[k]) for k, v in _weights(tmp_path / "out").items())
+    again = training._train({**job, "run_token": "run-b"}, 0, 1, lambda line: None)   # another run: afresh
+    assert again["resumed_from"] == 0
