@@ -71,14 +71,17 @@ class TrialRecord:
     values: Sequence[float] | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     digest: str = ""   # structural hash of its architecture; "" before it was sampled
+    requeued: bool = False   # failed with its worker and queued again: its retry holds its place in the budget
 
 
 # counting ---------------------------------------------------------------------------------------------------------
 
 def budget_used(records: Iterable[TrialRecord]) -> int:
     """Trials that count towards the budget: trained or failed, however they ended (one still running, such as a
-    warm start's chosen trial waiting for a worker, is counted when it ends)."""
-    return sum(1 for r in records if r.kind in BUDGET_KINDS and r.state is not State.RUNNING)
+    warm start's chosen trial waiting for a worker, is counted when it ends; one lost with its worker and queued
+    again is counted through its retry)."""
+    return sum(1 for r in records
+               if r.kind in BUDGET_KINDS and r.state is not State.RUNNING and not r.requeued)
 
 
 def counts(records: Iterable[TrialRecord]) -> dict[str, int]:

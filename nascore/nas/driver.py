@@ -464,12 +464,15 @@ class Search:
 
         job = slot.job
         trial = job.trial
+        retries = int(trial.user_attrs.get("retries", 0))
+        requeued = retry and retries < self.config.max_retries
         trial.set_user_attr("kind", Kind.FAILED.value)
         trial.set_user_attr("reason", reason)
+        if requeued:   # the retry takes its place in the budget (TrialRecord.requeued), so it runs however late
+            trial.set_user_attr("requeued", True)
         self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         self._settle_duplicates(job.info.get("hash", ""), optuna.trial.TrialState.FAIL, None)
-        retries = int(trial.user_attrs.get("retries", 0))
-        if retry and retries < self.config.max_retries:
+        if requeued:
             self.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, "retries": retries + 1},
                                      skip_if_exists=False)
             reason += " (queued again)"
@@ -477,7 +480,7 @@ class Search:
         self._dirty = True
         self.tracker.trial_end(trial.number, "failed", {})
         self._event(f"[trial {trial.number}] failed: {reason}")
-        return True
+        return not requeued
 
     def _end_early(self, trial, kind: Kind, reason: str, keep_pending: bool = True) -> bool:
         import optuna

@@ -18,7 +18,8 @@ def record_of(trial: Any) -> TrialRecord:
     """The book's view of a stored trial (an ``optuna.trial.FrozenTrial``)."""
     attrs = trial.user_attrs
     return TrialRecord(number=trial.number, state=State[trial.state.name], kind=Kind.of(attrs.get("kind")),
-                       values=trial.values, params=trial.params, digest=attrs.get("hash", ""))
+                       values=trial.values, params=trial.params, digest=attrs.get("hash", ""),
+                       requeued=bool(attrs.get("requeued")))
 
 
 def make_pruner(config: Any):

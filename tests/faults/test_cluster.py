@@ -223,7 +223,7 @@ def test_a_search_spreads_over_two_nodes_and_goes_on_when_one_is_lost(loopback_c
     # nothing completed was lost; the budget exactly; nothing left running; the run finished
     for number, values in before.items():
         assert by_number[number].state == optuna.trial.TrialState.COMPLETE and by_number[number].values == values
-    assert len(trained) == TRIALS, report
+    assert len([t for t in trained if not t.user_attrs.get("requeued")]) == TRIALS, report   # the lost one: re-run
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING], report
     summary = json.loads((run / "summary.json").read_text())
     assert summary["state"] == "finished" and summary["counts"]["complete"] >= TRIALS - 1, summary

@@ -55,6 +55,14 @@ def test_only_trained_and_failed_trials_use_the_budget():
     assert budget_used(records) == 3      # the running one counts when it ends (has_room counts it in flight)
 
 
+def test_a_trial_lost_with_its_worker_and_queued_again_leaves_its_place_to_the_retry():
+    from dataclasses import replace
+
+    lost = replace(rec(0, "FAIL", "failed"), requeued=True)
+    assert budget_used([lost, rec(1, "WAITING", None)]) == 0
+    assert budget_used([lost, rec(1)]) == 1                                   # the retry, once it ran
+
+
 def test_budget_room_and_the_limit_on_samples_that_train_nothing():
     budget = Budget(trials=3, used=1)
     assert budget.has_room(1) and not budget.has_room(2)
