@@ -27,6 +27,7 @@ from tests.conftest import ROOT, SPACES
 # writes the summary, each delivered (its handler run) in the middle of the work.
 SECOND_SIGNALS = r'''
 import json, os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)   # as under a terminal, even if started in the background
 from nascore.nas import driver
 from nascore.nas.pool import ActorPool
 from nascore.nas.recovery import RunStudy
@@ -68,6 +69,12 @@ print("@@" + json.dumps({"outcome": outcome, "lines": lines,
                          "sigint_restored": signal.getsignal(signal.SIGINT) is signal.default_int_handler,
                          "sigterm_restored": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL}), flush=True)
 '''
+
+
+def _as_under_a_terminal() -> None:
+    """A child's SIGINT as a terminal leaves it: a shell that starts jobs in the background (`cmd &`, nohup, some CI
+    runners) sets it to ignored, and Python keeps an ignored SIGINT; Ctrl-C is what these tests send."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _env() -> dict[str, str]:
@@ -124,7 +131,8 @@ def test_two_ctrl_c_close_together_during_a_real_search(tmp_path, gap):
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "nascore.cli", "search", str(space), "--runs", str(runs),
                                  "--trials", "6", "--epochs", "30", "--workers", "2", "--no-tensorboard"],
-                                env=_env(), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                env=_env(), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_as_under_a_terminal)
     try:
         deadline = time.time() + 180
         while time.time() < deadline and proc.poll() is None:
