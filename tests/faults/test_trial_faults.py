@@ -82,7 +82,7 @@ def fault_runs(tmp_path_factory):
                NASCORE_PLUGINS="tests.faults.faulty_evaluators", NASCORE_FAULTS_MARKER=str(root / "died_once"),
                RAY_AUTH_MODE="disabled", RAY_DEDUP_LOGS="0")
     proc = subprocess.run([sys.executable, "-c", DRIVER, str(root), json.dumps(JOBS)], env=env,
-                          capture_output=True, text=True, timeout=480, cwd=ROOT)
+                          capture_output=True, text=True, timeout=900, cwd=ROOT)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("@@RESULTS@@")), None)
     assert line is not None, f"driver failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}"
     results = json.loads(line[len("@@RESULTS@@"):])
