@@ -39,9 +39,11 @@ OUT = ROOT / "benchmarks" / "results" / "zerocost_ranking.json"
 TARGETS = ("val_acc_mean", "val_acc")
 
 
-def scores(archs: Sequence[dict], batch_size: int, batches: int, seed: int) -> dict[str, list[float | None]]:
-    """Every proxy's score of every architecture (None where the proxy failed on it), in ``archs`` order."""
-    data = load_dataset("digits", None)
+def scores(archs: Sequence[dict], batch_size: int, batches: int, seed: int, data_name: str = "digits",
+           data_params: dict | None = None) -> dict[str, list[float | None]]:
+    """Every proxy's score of every architecture (None where the proxy failed on it), in ``archs`` order, on
+    batches of the ground truth's data set."""
+    data = load_dataset(data_name, None, **dict(data_params or {}))
     drawn = draw_batches(data, batch_size, batches, seed)
     result: dict[str, list[float | None]] = {name: [] for name in PROXIES}
     for a in archs:
@@ -67,8 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     archs = load_standalone(args.standalone)
+    truth = json.loads(Path(args.standalone).read_text())
     started = time.perf_counter()
-    by_proxy = scores(archs, args.batch_size, args.batches, args.seed)
+    by_proxy = scores(archs, args.batch_size, args.batches, args.seed, truth.get("data", "digits"),
+                      truth.get("data_params"))
     rows = []
     for name, values in by_proxy.items():
         kept = [(v, a) for v, a in zip(values, archs) if v is not None]
