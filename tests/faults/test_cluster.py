@@ -470,8 +470,9 @@ def test_distributed_supernet_training_survives_a_lost_node_and_continues_from_i
     assert epochs_before < SUPERNET_EPOCHS, f"the run ended before the loss ({epochs_before} epochs)"
     restarts = [json.loads(line) for line in (out / "restarts.jsonl").read_text().splitlines()]
     assert len(restarts) >= 1 and all(r["restart"] for r in restarts), restarts
-    assert f"worker group restarted after losing node {lost[:12]} (" in output and "resuming from epoch" in output, \
-        output[-3000:]
+    restarted = [line for line in output.splitlines() if "worker group restarted after losing node" in line]
+    # the killed node is named (a loaded machine may also miss another node's heartbeats: it is named beside it)
+    assert any(lost[:12] in line and "resuming from epoch" in line for line in restarted), output[-3000:]
     # every epoch once, in order: the restart continued from the last checkpoint, nothing trained twice or lost
     lines = (out / "history.jsonl").read_text().splitlines()
     assert lines[:epochs_before] == kept, (kept, lines)            # the epochs before the loss: kept, not retrained
