@@ -71,10 +71,12 @@ print("@@" + json.dumps({"outcome": outcome, "lines": lines,
 '''
 
 
-def _as_under_a_terminal() -> None:
-    """A child's SIGINT as a terminal leaves it: a shell that starts jobs in the background (`cmd &`, nohup, some CI
-    runners) sets it to ignored, and Python keeps an ignored SIGINT; Ctrl-C is what these tests send."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# A child's SIGINT as a terminal leaves it: a shell that starts jobs in the background (`cmd &`, nohup, some CI
+# runners) sets it to ignored, and Python keeps an ignored SIGINT; Ctrl-C is what these tests send. Set in the child's
+# own first line, not by ``preexec_fn``: that forks the test process, whose Ray (gRPC) threads do not survive a fork
+# (the session's local Ray then hangs for every later test).
+UNDER_A_TERMINAL = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                    "sys.argv[0] = 'nascore'; from nascore.cli import main; main()")
 
 
 def _env() -> dict[str, str]:
@@ -129,10 +131,9 @@ def test_two_ctrl_c_close_together_during_a_real_search(tmp_path, gap):
     runs = tmp_path / "runs"
     log = tmp_path / "driver.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "nascore.cli", "search", str(space), "--runs", str(runs),
+        proc = subprocess.Popen([sys.executable, "-c", UNDER_A_TERMINAL, "search", str(space), "--runs", str(runs),
                                  "--trials", "6", "--epochs", "30", "--workers", "2", "--no-tensorboard"],
-                                env=_env(), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=_as_under_a_terminal)
+                                env=_env(), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 180
         while time.time() < deadline and proc.poll() is None:
