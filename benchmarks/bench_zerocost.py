@@ -15,6 +15,7 @@ build and score their share of ``--pool`` architectures; architectures per minut
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -22,6 +23,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,12 +36,20 @@ from nascore.training.data import load_dataset  # noqa: E402
 from nascore.zerocost import PROXIES, draw_batches, score  # noqa: E402
 
 
-def _score_share(args: tuple[str, int, int, int, int]) -> int:
-    """One process's share: sample, build and score architectures ``start, start + step, ...`` below ``count``."""
-    name, start, step, count, batch_size = args
+@functools.lru_cache(maxsize=None)
+def _process_setup(batch_size: int):
+    """A worker's space and batch, loaded once per process (the warm-up), as a search's worker holds them."""
     torch.set_num_threads(1)
     space = SearchSpace.load(ROOT / "search_spaces" / "mbconv.yaml")
-    batches = draw_batches(load_dataset("digits", None), batch_size, 1, seed=0)
+    return space, draw_batches(load_dataset("digits", None), batch_size, 1, seed=0)
+
+
+def _score_share(args: tuple[str, int, int, int, int, Any]) -> int:
+    """One process's share: sample, build and score architectures ``start, start + step, ...`` below ``count``.
+    The barrier holds each share until every process has one: an idle pool may hand two shares to one process."""
+    name, start, step, count, batch_size, barrier = args
+    space, batches = _process_setup(batch_size)
+    barrier.wait()
     for i in range(start, count, step):
         graph, _ = sample_path(space, uniform_rule(1, i))
         torch.manual_seed(i)
@@ -50,13 +60,17 @@ def _score_share(args: tuple[str, int, int, int, int]) -> int:
 def machine_throughput(processes: int, pool: int, batch_size: int) -> list[dict[str, float]]:
     """Per proxy: ``pool`` architectures sampled, built and scored by ``processes`` processes; per minute of wall."""
     from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import Manager
 
     rows = []
-    with ProcessPoolExecutor(processes) as workers:
-        list(workers.map(_score_share, [("params", p, processes, processes, batch_size) for p in range(processes)]))
+    with ProcessPoolExecutor(processes) as workers, Manager() as manager:
+        barrier = manager.Barrier(processes)
+        list(workers.map(_score_share, [("params", p, processes, processes, batch_size, barrier)
+                                        for p in range(processes)]))
         for name in PROXIES:
             t0 = time.perf_counter()
-            done = sum(workers.map(_score_share, [(name, p, processes, pool, batch_size) for p in range(processes)]))
+            done = sum(workers.map(_score_share, [(name, p, processes, pool, batch_size, barrier)
+                                                  for p in range(processes)]))
             wall = time.perf_counter() - t0
             rows.append({"proxy": name, "architectures": done, "wall_s": wall, "per_minute": 60 * done / wall})
             print(f"{name:>10}: {60 * done / wall:7.0f} architectures / min with {processes} processes "
