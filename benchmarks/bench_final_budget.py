@@ -40,12 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     picked = {"worst": archs[0], "median": archs[len(archs) // 2], "best": archs[-1]}
     rows = {}
     for role, arch in picked.items():
-        graph_file = Path(args.out).with_suffix(f".{role}.yaml")
-        graph_file.write_text(Graph.from_dict(arch["graph"]).to_yaml())
-        try:
-            trained = oneshot.standalone(str(graph_file), seeds, args.epochs)
-        finally:
-            graph_file.unlink()
+        trained = oneshot.standalone(Graph.from_dict(arch["graph"]), seeds, args.epochs)
         rows[role] = {"index": arch["index"], "hash": arch["hash"], "params": arch["params"],
                       "ground_truth_val_acc_mean": arch["val_acc_mean"], **trained}
         print(f"{role}: {arch['val_acc_mean']:.4f} at {oneshot.standalone_epochs()} epochs -> "

@@ -118,15 +118,16 @@ def best_of(run: Path) -> dict[str, Any]:
             "counts": summary["counts"]}
 
 
-def standalone(graph_path: str, seeds: tuple[int, ...] = (0, 1000), epochs: int | None = None) -> dict[str, Any]:
-    """One graph trained stand-alone: the benchmark's budget and two seeds unless told otherwise."""
+def standalone(graph, seeds: tuple[int, ...] = (0, 1000), epochs: int | None = None) -> dict[str, Any]:
+    """One graph (a ``Graph`` or its file) trained stand-alone: the benchmark's budget and two seeds unless told
+    otherwise."""
     from benchmarks.bench_standalone import train_config, train_one
     from nascore.graph.core import Graph
     from nascore.nas.space import SearchSpace
 
     space = SearchSpace.load(SPACE)
     splits = space_data()
-    graph = Graph.load(graph_path)
+    graph = graph if isinstance(graph, Graph) else Graph.load(graph)
     epochs = epochs or standalone_epochs()
     runs = [train_one(graph, splits, train_config(space, epochs, seed)) for seed in seeds]
     return {"hash": graph.structural_hash(), "params": graph.analyse().params, "epochs": epochs,
