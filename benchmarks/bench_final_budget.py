@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--space", default=str(oneshot.SPACE))
     parser.add_argument("--standalone", default=str(oneshot.STANDALONE))
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--seeds", default="0,1000,2000")
+    parser.add_argument("--seeds", default=oneshot.FINAL_SEEDS)
     parser.add_argument("-o", "--out", required=True)
     args = parser.parse_args(argv)
     oneshot.SPACE, oneshot.STANDALONE = Path(args.space).resolve(), Path(args.standalone).resolve()

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "search_spaces" / "mbconv.yaml"                     # --space, --standalone and --out set these
 STANDALONE = ROOT / "benchmarks" / "results" / "standalone_mbconv.json"
 OUT = ROOT / "benchmarks" / "results" / "oneshot_mbconv.json"
+FINAL_SEEDS = "0,1000,2000"                                         # --final-epochs trainings (bench_final_budget too)
 NASCORE = [sys.executable, "-c", "from nascore.cli import main; main()"]   # this interpreter, this checkout
 
 
@@ -138,11 +139,14 @@ def standalone(graph, seeds: tuple[int, ...] = (0, 1000), epochs: int | None = N
 def judge_best(found: dict[str, Any], final_epochs: int, final_seeds: tuple[int, ...]) -> dict[str, Any]:
     """A search's best (``best_of``) trained stand-alone at the benchmark's budget and, if asked, at a longer one;
     its graph is kept as YAML text."""
-    graph_path = found.pop("graph")
-    found["graph_yaml"] = Path(graph_path).read_text()
-    found["best_standalone"] = standalone(graph_path)
+    from nascore.graph.core import Graph
+
+    graph_path = Path(found.pop("graph"))
+    found["graph_yaml"] = graph_path.read_text()
+    graph = Graph.load(graph_path)
+    found["best_standalone"] = standalone(graph)
     if final_epochs:
-        found["best_final"] = standalone(graph_path, final_seeds, final_epochs)
+        found["best_final"] = standalone(graph, final_seeds, final_epochs)
     return found
 
 
@@ -170,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-search", action="store_true", help="ranking only")
     parser.add_argument("--final-epochs", type=int, default=0,
                         help="also train each search's best with this many epochs (0: the benchmark's budget only)")
-    parser.add_argument("--final-seeds", default="0,1000,2000", help="seeds of the --final-epochs trainings")
+    parser.add_argument("--final-seeds", default=FINAL_SEEDS, help="seeds of the --final-epochs trainings")
     parser.add_argument("--space", default=str(SPACE), help="the space (its search: section names the data)")
     parser.add_argument("--standalone", default=str(STANDALONE), help="the ground truth of bench_standalone")
     parser.add_argument("-o", "--out", default=str(OUT))
