@@ -167,6 +167,46 @@ def train_one(graph: Any, splits: Any, settings: Mapping[str, Any]) -> dict[str,
             "loss": float(history[-1]["loss"]), "val_history": vals, "train_seconds": seconds}
 
 
+_SPLITS: Any = None     # one data set per training process, loaded by its initialiser
+
+
+def _load_splits(space_path: str) -> None:
+    global _SPLITS
+    from nascore.nas.space import SearchSpace
+    from nascore.training.data import load_dataset
+
+    space = SearchSpace.load(space_path)
+    _SPLITS = load_dataset(space.settings.get("data", "digits"), None, **dict(space.settings.get("data_params") or {}))
+
+
+def _train_job(graph_doc: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    from nascore.graph.core import Graph
+
+    return train_one(Graph.from_dict(graph_doc), _SPLITS, settings)
+
+
+def _train_all(picked: Sequence[Mapping[str, Any]], jobs: Sequence[tuple[int, int, int]], space_path: str,
+               epochs: int, overrides: Mapping[str, Any] | None, processes: int, splits: Any
+               ) -> dict[tuple[int, int], dict[str, Any]]:
+    """``{(architecture index, repeat): train_one result}`` for every job ``(index, repeat, seed)``; in this process
+    or in ``processes`` spawned ones (a process pool of the standard library: the jobs share nothing)."""
+    from nascore.nas.space import SearchSpace
+
+    space = SearchSpace.load(space_path)
+    graphs = {a["index"]: a["graph"] for a in picked}
+    settings = {(i, r): train_config(space, epochs, s, overrides) for i, r, s in jobs}
+    if processes <= 1:
+        return {key: train_one(graphs[key[0]], splits, settings[key]) for key in settings}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"), initializer=_load_splits,
+                             initargs=(space_path,)) as pool:
+        futures = {key: pool.submit(_train_job, graphs[key[0]].to_dict(), settings[key])
+                   for key in settings}
+        return {key: future.result() for key, future in futures.items()}
+
+
 # -- results ---------------------------------------------------------------------------------------------------------
 
 
@@ -267,8 +307,9 @@ def _command(argv: Sequence[str]) -> str:
 
 def run(space_path: str = DEFAULT_SPACE, n: int = DEFAULT_N, epochs: int = DEFAULT_EPOCHS, seed: int = 0,
         out: str | Path | None = DEFAULT_OUT, overrides: Mapping[str, Any] | None = None,
-        command: str = "", repeats: int = DEFAULT_REPEATS, say=print) -> dict[str, Any]:
-    """Sample, train and (with ``out``) write the result document; returns it."""
+        command: str = "", repeats: int = DEFAULT_REPEATS, processes: int = 1, say=print) -> dict[str, Any]:
+    """Sample, train and (with ``out``) write the result document; returns it. ``processes`` > 1 trains that many
+    at a time, each in its own single-thread process: every training is seeded, so the figures do not change."""
     import torch
 
     from nascore.nas.space import SearchSpace
@@ -283,25 +324,23 @@ def run(space_path: str = DEFAULT_SPACE, n: int = DEFAULT_N, epochs: int = DEFAU
     picked = sample_architectures(space, n, seed, data_shape=splits)
     skipped = picked[0].pop("skipped")
     say(f"sampled {n} distinct architectures in {picked[-1]['step'] + 1} draws (skipped {skipped})")
+    jobs = [(arch["index"], r, seed + REPEAT_OFFSET * r + arch["index"]) for arch in picked for r in range(repeats)]
+    trained = _train_all(picked, jobs, space_path, epochs, overrides, processes, splits)
     archs = []
     for arch in picked:
         replay = space.fixed(arch["decisions"]).structural_hash()
         if replay != arch["hash"]:
             raise RuntimeError(f"architecture {arch['index']}: space.fixed(decisions) hashes {replay}, the sample "
                                f"{arch['hash']}; expected the same")
-        settings = train_config(space, epochs, seed + arch["index"], overrides)
-        result = train_one(arch["graph"], splits, settings)
-        extra = []
-        for r in range(1, repeats):
-            again = train_one(arch["graph"], splits,
-                              train_config(space, epochs, seed + REPEAT_OFFSET * r + arch["index"], overrides))
-            extra.append({"seed": seed + REPEAT_OFFSET * r + arch["index"],
-                          **{k: again[k] for k in ("val_acc", "best_val_acc", "test_acc", "val_history",
-                                                   "train_seconds")}})
+        result = trained[arch["index"], 0]
+        extra = [{"seed": seed + REPEAT_OFFSET * r + arch["index"],
+                  **{k: trained[arch["index"], r][k] for k in ("val_acc", "best_val_acc", "test_acc", "val_history",
+                                                               "train_seconds")}}
+                 for r in range(1, repeats)]
         runs = [result, *extra]
         record = {"index": arch["index"], "step": arch["step"], "hash": arch["hash"],
                   "decisions": arch["decisions"], "params": arch["params"], "macs": arch["macs"],
-                  "seed": settings["seed"], **result,
+                  "seed": seed + arch["index"], **result,
                   "val_acc_mean": statistics.fmean(x["val_acc"] for x in runs),
                   "test_acc_mean": statistics.fmean(x["test_acc"] for x in runs),
                   "repeats": extra, "graph": arch["graph"].to_dict()}
@@ -392,6 +431,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="trainings per architecture with different seeds (the first is the search-trial seed)")
     p.add_argument("--lr", type=float, default=None, help="override the space's search.train lr")
     p.add_argument("--batch-size", type=int, default=None, help="override the space's search.train batch_size")
+    p.add_argument("--processes", type=int, default=1,
+                   help="trainings at a time, one single-thread process each (the figures do not change)")
     p.add_argument("-o", "--out", default=DEFAULT_OUT)
     p.add_argument("--pilot", type=int, default=0, metavar="K", help="budget pilot on K architectures; writes nothing")
     p.add_argument("--pilot-epochs", default="1,2,3,4")
@@ -402,7 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         pilot(args.space, args.pilot, [int(e) for e in args.pilot_epochs.split(",")], args.seed, overrides)
         return 0
     command = _command(argv)
-    doc = run(args.space, args.n, args.epochs, args.seed, args.out, overrides, command, args.repeats)
+    doc = run(args.space, args.n, args.epochs, args.seed, args.out, overrides, command, args.repeats,
+              args.processes)
     s = doc["summary"]
     print(f"{s['n']} architectures: val_acc spread {s['val_acc_spread']:.4f} (min {s['val_acc_min']:.4f}, max "
           f"{s['val_acc_max']:.4f}), mean {s['val_acc_mean']:.4f}; best #{s['best_index']} val "
