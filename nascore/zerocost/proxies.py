@@ -22,7 +22,7 @@ import torch.nn as nn
 from nascore.errors import EvaluatorError, TrialFailed, suggest
 from nascore.zerocost.data import Batch
 from nascore.zerocost.loss import classification_loss, output_sum
-from nascore.zerocost.scratch import scratch
+from nascore.zerocost.scratch import channels_last, scratch
 
 if TYPE_CHECKING:
     from nascore.graph.core import Graph
@@ -255,6 +255,7 @@ def score(name: str, model: nn.Module, batches: Sequence[Batch] = (), graph: Gra
                              where=f"proxy {name!r}")
     if proxy.data and not batches:
         raise EvaluatorError("got no batches; expected at least one (x, y) batch", where=f"proxy {name!r}")
+    batches = [(channels_last(x), y) for x, y in batches]     # as scratch's weights: see its docstring
     devices = [d for d in {t.device for t in model.parameters()} if d.type == "cuda"]
     with torch.random.fork_rng(devices=devices):     # seeded, and the caller's random state left as it was
         torch.manual_seed(seed)

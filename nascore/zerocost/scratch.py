@@ -5,6 +5,10 @@ running statistics and fills ``.grad``. :func:`scratch` swaps a private copy of 
 model for the duration (the ``Parameter`` objects stay, so an optimiser holding them is unaffected), and restores
 the original tensors, gradients, ``requires_grad`` flags and every module's train/eval mode afterwards, also when the
 proxy raises.
+
+The copies of 4-D tensors (convolution weights) are channels-last: on the CPU, oneDNN's depthwise-convolution
+backward is 1.35-1.65x faster that way for the gradient proxies on mbconv networks, and no proxy is slower
+(``benchmarks/bench_zerocost.py``; the scores agree to float32 rounding).
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ def _stochastic(module: nn.Module) -> bool:
     return isinstance(module, (*STOCHASTIC, DropPath))
 
 
+def channels_last(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in channels-last layout if it is 4-D (the proxies' working copies and inputs), else ``t``."""
+    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+
 @contextmanager
 def scratch(model: nn.Module, *, train: bool, dtype: torch.dtype | None = None,
             absolute: bool = False) -> Iterator[nn.Module]:
@@ -39,7 +48,8 @@ def scratch(model: nn.Module, *, train: bool, dtype: torch.dtype | None = None,
         if not t.is_floating_point():
             return t.clone()
         t = t.detach().to(dtype) if dtype is not None else t.detach()
-        return t.abs() if absolute else t.clone()
+        t = t.abs() if absolute else t.clone()
+        return channels_last(t)
 
     modes = [(m, m.training) for m in model.modules()]
     params = [(p, p.data, p.grad, p.requires_grad) for p in model.parameters()]
