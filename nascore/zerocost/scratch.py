@@ -24,10 +24,10 @@ import torch.nn as nn
 STOCHASTIC: tuple[type[nn.Module], ...] = (nn.modules.dropout._DropoutNd, nn.RReLU)
 
 
-def _stochastic(module: nn.Module) -> bool:
+def _stochastic_types() -> tuple[type[nn.Module], ...]:
     from nascore.blocks.layers import DropPath
 
-    return isinstance(module, (*STOCHASTIC, DropPath))
+    return (*STOCHASTIC, DropPath)
 
 
 def channels_last(t: torch.Tensor) -> torch.Tensor:
@@ -51,29 +51,34 @@ def scratch(model: nn.Module, *, train: bool, dtype: torch.dtype | None = None,
         t = t.abs() if absolute else t.clone()
         return channels_last(t)
 
-    modes = [(m, m.training) for m in model.modules()]
-    params = [(p, p.data, p.grad, p.requires_grad) for p in model.parameters()]
-    buffers = [(m, name, b) for m in model.modules() for name, b in m.named_buffers(recurse=False)]
+    # One walk over the modules, their tensors read from and put back into the modules' own dicts: the public
+    # accessors (parameters(), named_buffers(), setattr) cost ~4 ms a call on a 115-module net, a fifth of synflow.
+    modules = list(model.modules())
+    modes = [m.training for m in modules]
+    params = list({id(p): p for m in modules for p in m._parameters.values() if p is not None}.values())
+    saved = [(p.data, p.grad, p.requires_grad) for p in params]
+    buffers = [(m._buffers, name, b) for m in modules for name, b in m._buffers.items() if b is not None]
     try:
         with torch.enable_grad():
-            for p, data, _, _ in params:
-                p.data = work(data)
+            for p in params:
+                p.data = work(p.data)
                 p.grad = None
                 p.requires_grad_(True)
-            for m, name, b in buffers:
-                setattr(m, name, work(b))
-            model.train(train)
+            for owner, name, b in buffers:
+                owner[name] = work(b)
+            model.train(train)                       # a module's own train() (say, frozen batch norm) is honoured
             if train:
-                for m in model.modules():
-                    if _stochastic(m):
+                stochastic = _stochastic_types()
+                for m in modules:
+                    if isinstance(m, stochastic):
                         m.eval()
             yield model
     finally:
-        for p, data, grad, requires in params:
+        for p, (data, grad, requires) in zip(params, saved):
             p.data = data
             p.grad = grad
             p.requires_grad_(requires)
-        for m, name, b in buffers:
-            setattr(m, name, b)
-        for m, training in modes:
+        for owner, name, b in buffers:
+            owner[name] = b
+        for m, training in zip(modules, modes):
             m.training = training
