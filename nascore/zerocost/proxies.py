@@ -198,15 +198,16 @@ def zico(model: nn.Module, batches: Sequence[Batch], graph: Graph | None = None)
             classification_loss(model(x), y).backward()
             samples.append([(w.grad if w.grad is not None else torch.zeros_like(w)).flatten().to(torch.float64)
                             for w in weights])
-    total = 0.0
-    for layer in zip(*samples):
-        g = torch.stack(layer)
-        std = g.std(0, unbiased=False)
-        keep = std != 0
-        ratio = float((g.abs().mean(0)[keep] / std[keep]).sum())
-        if ratio != 0:
-            total += math.log(ratio)
-    return total
+    # every layer at once: one (samples, weights) matrix, the per-weight ratios summed per layer by index_add
+    g = torch.stack([torch.cat(sample) for sample in samples])
+    std = g.std(0, unbiased=False)
+    keep = std != 0
+    ratio = torch.zeros_like(std)
+    ratio[keep] = g.abs().mean(0)[keep] / std[keep]
+    sizes = torch.tensor([t.numel() for t in samples[0]])
+    layer = torch.repeat_interleave(torch.arange(len(sizes), device=g.device), sizes.to(g.device))
+    per_layer = torch.zeros(len(sizes), dtype=g.dtype, device=g.device).index_add_(0, layer, ratio)
+    return sum(math.log(r) for r in per_layer.tolist() if r != 0)
 
 
 def params(model: nn.Module, batches: Sequence[Batch] = (), graph: Graph | None = None) -> float:
