@@ -240,8 +240,10 @@ def graph_scale(file, out, width, depth, resolution, compound, phi) -> None:
 @click.option("--evaluator-option", "evaluator_options", multiple=True, metavar="KEY=VALUE",
               help="An option of the evaluator (e.g. checkpoint=supernet/ for the supernet evaluator).")
 @click.option("--warm-start", "warm_start_proxy", metavar="PROXY",
-              help="Warm start: score --warm-start-candidates samples with this zero-cost proxy (e.g. naswot) and "
-                   "train only the --warm-start-top best.")
+              help="Warm start: score --warm-start-candidates samples with this evaluator that trains nothing (a "
+                   "zero-cost proxy such as naswot, or supernet) and train only the --warm-start-top best.")
+@click.option("--warm-start-option", "warm_start_options", multiple=True, metavar="KEY=VALUE",
+              help="An option of the warm-start scorer (e.g. checkpoint=supernet/ for supernet).")
 @click.option("--warm-start-candidates", type=click.IntRange(min=1), help="Warm start: samples the proxy scores (M).")
 @click.option("--warm-start-top", type=click.IntRange(min=1), help="Warm start: best-scored samples trained (k).")
 @click.option("--storage", help="Optuna storage URL (default sqlite in the run dir; journal:PATH; postgresql://...).")
@@ -253,8 +255,8 @@ def graph_scale(file, out, width, depth, resolution, compound, phi) -> None:
 @_fail_cleanly
 def search_command(space, resume, runs_root, strategy, trials, epochs, workers, cpus_per_trial, gpus_per_trial,
                    address, resource_timeout, data, data_root, objectives, max_params, max_macs, max_latency_ms,
-                   pruner, evaluator, evaluator_options, warm_start_proxy, warm_start_candidates, warm_start_top,
-                   storage, seed, tensorboard, export_dir) -> None:
+                   pruner, evaluator, evaluator_options, warm_start_proxy, warm_start_options, warm_start_candidates,
+                   warm_start_top, storage, seed, tensorboard, export_dir) -> None:
     """Search the architectures of SPACE (a search-space YAML) on local Ray, or a cluster with --address."""
     from nascore.errors import NascoreError
     from nascore.nas.driver import search
@@ -268,8 +270,10 @@ def search_command(space, resume, runs_root, strategy, trials, epochs, workers, 
                      data_root=data_root, objectives=list(objectives) or None, constraints=constraints or None,
                      pruner=pruner, evaluator=evaluator,
                      evaluator_options=_settings(evaluator_options, "--evaluator-option") or None,
-                     warm_start_proxy=warm_start_proxy, warm_start_candidates=warm_start_candidates,
-                     warm_start_top=warm_start_top, storage=storage, seed=seed, tensorboard=tensorboard)
+                     warm_start_proxy=warm_start_proxy,
+                     warm_start_options=_settings(warm_start_options, "--warm-start-option") or None,
+                     warm_start_candidates=warm_start_candidates, warm_start_top=warm_start_top, storage=storage,
+                     seed=seed, tensorboard=tensorboard)
     if export_dir:                 # refused now, not after the whole search
         from nascore.exporting.package import check_target
 

@@ -65,8 +65,11 @@ class SearchConfig:
     tensorboard: bool = setting(bool, True, "per-trial and search scalars as TensorBoard event files in "
                                 "RUN/tensorboard (when the tensorboard package is installed)")
     warm_start_proxy: str | None = setting(str, None, "warm start: score warm_start_candidates samples with this "
-                                           "zero-cost proxy (an evaluator that scores without training, e.g. "
-                                           "naswot) and train only the warm_start_top best (none: no warm start)")
+                                           "evaluator that scores without training (a zero-cost proxy such as "
+                                           "naswot, or supernet) and train only the warm_start_top best (none: no "
+                                           "warm start)")
+    warm_start_options: dict[str, Any] = setting("mapping", {}, "warm start: the scoring evaluator's options (e.g. "
+                                                 "checkpoint: SUPERNET_DIR for supernet)")
     warm_start_candidates: int | None = setting(int, None, "warm start: how many samples the proxy scores (M)",
                                                 low=1)
     warm_start_top: int | None = setting(int, None, "warm start: how many of the best-scored samples are trained "
@@ -102,15 +105,15 @@ class SearchConfig:
 
     def _check_warm_start(self) -> None:
         """The three warm-start settings come together: a proxy, M candidates, k <= M and k <= trials."""
-        given = {k: getattr(self, k) for k in ("warm_start_candidates", "warm_start_top")}
+        given = {k: getattr(self, k) for k in ("warm_start_candidates", "warm_start_top", "warm_start_options")}
         if self.warm_start_proxy is None:
             for key, value in given.items():
-                if value is not None:
+                if value:
                     raise ParamError(f"got {value!r} without warm_start_proxy; expected a proxy to score the "
                                      f"candidates with (e.g. warm_start_proxy: naswot)", where=f"parameter {key!r}")
             return
         for key, value in given.items():
-            if value is None:
+            if value is None and key != "warm_start_options":
                 raise ParamError(f"missing with warm_start_proxy {self.warm_start_proxy!r}; expected a number >= 1",
                                  where=f"parameter {key!r}")
         if self.warm_start_top > self.warm_start_candidates:

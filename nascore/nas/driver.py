@@ -92,6 +92,7 @@ class Search:
         self._dirty = False                        # a trial finished since the summary was last written
         self.epochs = config.epochs                # per trial: the evaluator's own count when it fixes one
         self._queued: list[tuple[Any, ...]] = []   # warm start's best: (trial, graph, analysis, hash) to train
+        self._warm_options: dict[str, Any] = {}     # the warm-start scorer's options, resolved
         self.tracker: Tracker = NullTracker()      # TensorBoard once the run starts (config.tensorboard)
 
     # the run -------------------------------------------------------------------------------------------------------
@@ -184,12 +185,18 @@ class Search:
                              f"training evaluator (train) to train the best warm_start_top", where=where)
         try:
             spec = EVALUATORS.get(name)
-            spec.resolve({})
         except NascoreError as err:
             raise ParamError(str(err), where=where) from None
         if spec.epochs != 1:
             raise ParamError(f"got {name!r}, which trains; expected an evaluator that scores without training "
-                             f"(a zero-cost proxy such as naswot; `nascore evaluators`)", where=where)
+                             f"(a zero-cost proxy such as naswot, or supernet; `nascore evaluators`)", where=where)
+        try:
+            self._warm_options = spec.resolve(self.config.warm_start_options)
+        except EvaluatorError as err:
+            raise ParamError(err.message, where=f"search: parameter 'warm_start_options': {err.where}") from None
+        if spec.check is not None:
+            with plugin_code("its check", EvaluatorError, where=f"evaluator {spec.name!r}"):
+                spec.check(self._warm_options, self.space)
         return spec
 
     def _warm_start(self, spec: Any, splits: Any) -> None:
@@ -265,7 +272,8 @@ class Search:
             model = graph.build()
             if tuple(graph.input_shape[1:]) != tuple(splits.input_shape[1:]):
                 model = Resize(model, tuple(graph.input_shape[1:]))
-            candidate = Candidate(model, graph, splits, TrainConfig.from_dict(train, "train"), torch.device("cpu"))
+            candidate = Candidate(model, graph, splits, TrainConfig.from_dict(train, "train"), torch.device("cpu"),
+                                  self._warm_options)
             value = float(make_evaluator(spec.name, candidate).train_epoch()["val_acc"])
         except NascoreError as err:   # TrialFailed (a NaN score) among them
             trial.set_user_attr("reason", f"scored only: the {spec.name} proxy failed: {err}")

@@ -31,6 +31,8 @@ FAST = {"batch_size": 32, "lr": 0.1}
      "parameter 'warm_start_top': got 3, expected at most trials (2)"),
     ({"warm_start_proxy": "naswot", "warm_start_candidates": 0, "warm_start_top": 1},
      "parameter 'warm_start_candidates': got 0"),
+    ({"warm_start_options": {"checkpoint": "sn/"}},
+     "parameter 'warm_start_options': got {'checkpoint': 'sn/'} without warm_start_proxy"),
 ])
 def test_bad_warm_start_settings_name_the_setting(layer, message):
     with pytest.raises(ParamError) as info:
@@ -48,6 +50,10 @@ def test_good_warm_start_settings_are_kept():
     ({"warm_start_proxy": "train"}, ParamError, "warm_start_proxy': got 'train', which trains"),
     ({"warm_start_proxy": "naswott"}, ParamError, "did you mean 'naswot'"),
     ({"warm_start_proxy": "naswot", "evaluator": "snip"}, ParamError, "evaluator 'snip', which trains nothing"),
+    ({"warm_start_proxy": "supernet"}, ParamError,
+     "parameter 'warm_start_options': evaluator 'supernet': option 'checkpoint': missing"),
+    ({"warm_start_proxy": "naswot", "warm_start_options": {"batch": 8}}, ParamError,
+     "parameter 'warm_start_options': evaluator 'naswot': option 'batch'"),
     ({"evaluator": "naswot", "objectives": ["test_acc"]}, EvaluatorError,
      "evaluator 'naswot': cannot serve objective test_acc"),
 ])

@@ -162,6 +162,26 @@ def test_one_shot_search_exports_and_fine_tunes_the_inherited_subnet(space_file,
     assert tuned["test_acc"] > 0.3
 
 
+def test_a_supernet_warm_start_trains_only_its_best_scored_candidates(space_file, trained, tmp_path, local_ray):
+    """One-shot screening, then training: M samples scored with inherited weights, only the best k trained."""
+    import optuna
+
+    from nascore.nas.driver import search
+    from nascore.nas.rundir import RunDir
+
+    run = search(space_file, runs_root=tmp_path / "runs", trials=2, epochs=1, workers=1, strategy="random",
+                 pruner="none", warm_start_proxy="supernet", warm_start_options={"checkpoint": str(trained[0])},
+                 warm_start_candidates=5, warm_start_top=2, progress=None)
+    trials = RunDir.open(run).load_study().get_trials(deepcopy=False)
+    trained_ = [t for t in trials if t.user_attrs.get("kind") == "trained"]
+    scored = [t for t in trials if t.user_attrs.get("kind") == "scored"]
+    assert len(trained_) == 2 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trained_)
+    assert len(scored) == 3 and all(t.user_attrs["proxy_name"] == "supernet" for t in trained_ + scored)
+    assert min(t.user_attrs["proxy"] for t in trained_) >= max(t.user_attrs["proxy"] for t in scored)
+    assert all(0.0 <= t.user_attrs["proxy"] <= 1.0 for t in trained_ + scored)    # one-shot val accuracies
+    assert all(t.intermediate_values for t in trained_) and not any(t.intermediate_values for t in scored)
+
+
 def test_a_supernet_of_another_space_is_refused_by_name(trained, tmp_path, local_ray):
     from nascore.nas.driver import search
 
