@@ -21,7 +21,13 @@
    its best at the one-shot wall time (the trials completed by then) is judged too, so one run gives both.
    ``--reuse RESULT`` takes the supernets' scores and the one-shot search (its wall time and best graph) from an
    earlier result instead of training and searching again: neither depends on the ground truth, so a ground truth
-   at another budget (``--standalone``) is ranked and searched against without repeating them.
+   at another budget (``--standalone``) is ranked and searched against without repeating them. A best judged
+   before (same graph, budget and seeds) is not trained again.
+4. Screened. ``--screen-top K`` adds the one-shot screen a user runs before committing training: the supernet
+   scores ``--candidates`` samples (``nascore search --warm-start supernet``) and only the best K are trained at
+   the benchmark's budget; its cost is the supernet's training plus that search. ``--multi-trial-run RUN`` reads
+   the multi-trial search from a kept run (its wall-time origin: its first trial's start, which leaves Ray's
+   start-up out, in the multi-trial search's favour).
 
 Everything runs on the CPU (one thread per process, two workers per search), so figures are this machine's. Run it
 in a checkout nobody edits meanwhile (a clone): the searches import the plugins from the working tree.
@@ -162,21 +168,6 @@ def standalone(graph, seeds: tuple[int, ...] = (0, 1000), epochs: int | None = N
             "test_acc_mean": statistics.fmean(r["test_acc"] for r in runs), "runs": runs}
 
 
-def judge_best(found: dict[str, Any], final_epochs: int, final_seeds: tuple[int, ...],
-               seeds: tuple[int, ...] = (0, 1000)) -> dict[str, Any]:
-    """A search's best (``best_of``) trained stand-alone at the benchmark's budget and, if asked, at a longer one;
-    its graph is kept as YAML text."""
-    from nascore.graph.core import Graph
-
-    if "graph" in found:
-        found["graph_yaml"] = Path(found.pop("graph")).read_text()
-    graph = Graph.from_dict(yaml.safe_load(found["graph_yaml"]))
-    found["best_standalone"] = standalone(graph, seeds)
-    if final_epochs:
-        found["best_final"] = standalone(graph, final_seeds, final_epochs)
-    return found
-
-
 def space_data():
     """The data set of the benchmark's space (its ``search:`` section), as the searches read it."""
     from nascore.nas.space import SearchSpace
@@ -189,6 +180,110 @@ def space_data():
 def standalone_epochs() -> int:
     """The stand-alone budget of the ground truth: the multi-trial search and the bests train with it too."""
     return int(json.loads(Path(STANDALONE).read_text())["epochs"])
+
+
+def _judged_cache(earlier: dict[str, Any] | None) -> dict[tuple[str, int, tuple[int, ...]], dict[str, Any]]:
+    """Stand-alone judgements of an earlier result, by (graph hash, epochs, seeds): a best found again is not
+    trained again."""
+    cache = {}
+    for entry in ((earlier or {}).get("search") or {}).values():
+        for key in ("best_standalone", "best_final"):
+            if isinstance(entry, dict) and key in entry:
+                judged = entry[key]
+                cache[judged["hash"], judged["epochs"], tuple(judged["seeds"])] = judged
+    return cache
+
+
+def _first_start(run: Path) -> datetime:
+    """When a kept search's first trial started (its wall-time origin, leaving out Ray's start-up: in the
+    compared method's favour, never in the reused search's)."""
+    from nascore.nas.rundir import RunDir
+
+    return min(t.datetime_start for t in RunDir.open(run).load_study().trials if t.datetime_start)
+
+
+def compare_searches(args: Any, earlier: dict[str, Any] | None, row: dict[str, Any], tmp: Path,
+                     final_seeds: tuple[int, ...], judge_seeds: tuple[int, ...]) -> dict[str, Any]:
+    """The one-shot search, and with ``--screen-top K`` the screened one (the supernet scores the candidates, the
+    best K are trained), against a multi-trial search of ``--multi-trial-factor`` times the longer one's wall time;
+    the multi-trial best is read at each method's wall time and at the factor times it; every best is judged by
+    stand-alone training."""
+    from nascore.graph.core import Graph
+    from nascore.nas.rundir import RunDir
+
+    cache = _judged_cache(earlier)
+    epochs = standalone_epochs()
+
+    def judge(found: dict[str, Any]) -> dict[str, Any]:
+        """A search's best (``best_of``) trained stand-alone at the benchmark's budget and, if asked, at the
+        ``--final-epochs`` one; its graph kept as YAML text."""
+        if "graph" in found:
+            found["graph_yaml"] = Path(found.pop("graph")).read_text()
+        graph = Graph.from_dict(yaml.safe_load(found["graph_yaml"]))
+        digest = graph.structural_hash()
+        for key, seeds, budget in (("best_standalone", judge_seeds, epochs),
+                                   ("best_final", final_seeds, args.final_epochs)):
+            if budget:
+                if (digest, budget, tuple(seeds)) not in cache:
+                    cache[digest, budget, tuple(seeds)] = standalone(graph, seeds, budget)
+                found[key] = cache[digest, budget, tuple(seeds)]
+        return found
+
+    folder = tmp / f"supernet_{row['kernel_sharing']}_{row['seed']}"
+    methods: dict[str, dict[str, Any]] = {}
+    if earlier:
+        keep = ("kernel_sharing", "supernet_train_s", "search_s", "total_s", "candidates", "trial",
+                "val_acc_in_search", "counts", "graph_yaml")
+        methods["oneshot"] = {k: earlier["search"]["oneshot"][k] for k in keep}
+    else:
+        run, wall = run_search(_search_command(tmp / "runs_oneshot", args.candidates, "supernet",
+                                               ["--evaluator-option", f"checkpoint={folder}"]), None)
+        methods["oneshot"] = {"kernel_sharing": row["kernel_sharing"], "supernet_train_s": row["wall_s"],
+                              "search_s": wall, "total_s": row["wall_s"] + wall, "candidates": args.candidates,
+                              **best_of(run)}
+    if args.screen_top:
+        supernet_s = row["wall_s"]
+        if not (folder / "supernet.safetensors").is_file():     # reused scores: the supernet is trained again
+            supernet_s = train_supernet_timed(folder, row["epochs"], row["kernel_sharing"], row["seed"])["wall_s"]
+        run, wall = run_search(_search_command(
+            tmp / "runs_screened", args.screen_top, "train",
+            ["--epochs", str(epochs), "--warm-start", "supernet", "--warm-start-option", f"checkpoint={folder}",
+             "--warm-start-candidates", str(args.candidates), "--warm-start-top", str(args.screen_top)]), None)
+        methods["oneshot_screened"] = {"supernet_train_s": supernet_s, "search_s": wall, "total_s": supernet_s + wall,
+                                       "candidates": args.candidates, "trained": args.screen_top, **best_of(run)}
+    for name, found in methods.items():
+        methods[name] = judge(found)
+        print(name, json.dumps({k: v for k, v in found.items() if k != "graph_yaml"}, indent=1, default=str))
+    longest = max(m["total_s"] for m in methods.values())
+    if args.multi_trial_run:
+        run = Path(args.multi_trial_run)
+        started = _first_start(run)
+        multi_wall = max((t.datetime_complete - started).total_seconds()
+                         for t in RunDir.open(run).load_study().trials if t.datetime_complete)
+    else:
+        started = datetime.now()
+        run, multi_wall = run_search(_search_command(tmp / "runs_multi", 100000, "train", ["--epochs", str(epochs)]),
+                                     longest * args.multi_trial_factor)
+    out: dict[str, Any] = {**methods, "multi_trial": {"search_s": multi_wall, "epochs_per_trial": epochs,
+                                                     "reused_run": args.multi_trial_run, "at": {}}}
+    for name, found in methods.items():
+        for factor in sorted({1.0, args.multi_trial_factor}):
+            seconds = found["total_s"] * factor
+            label = f"{name}_x{factor:g}"
+            if seconds > multi_wall + 30:                           # the multi-trial search did not run that long
+                out["multi_trial"]["at"][label] = {"search_s": seconds, "note": "beyond the multi-trial run"}
+                continue
+            multi = best_within(run, started, seconds)
+            if multi["counts"]["complete"]:
+                multi = judge(multi)
+                multi["gap_points"] = 100 * (found["best_standalone"]["val_acc_mean"]
+                                             - multi["best_standalone"]["val_acc_mean"])
+                if args.final_epochs:
+                    multi["final_gap_points"] = 100 * (found["best_final"]["val_acc_mean"]
+                                                       - multi["best_final"]["val_acc_mean"])
+            out["multi_trial"]["at"][label] = multi
+            print(label, json.dumps({k: v for k, v in multi.items() if k != "graph_yaml"}, indent=1, default=str))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the multi-trial search runs this many times the one-shot wall time (the goal: 5)")
     parser.add_argument("--reuse", metavar="RESULT",
                         help="take the supernets' scores and the one-shot search from this earlier result")
+    parser.add_argument("--screen-top", type=int, default=0, metavar="K",
+                        help="also a screened search: the supernet scores --candidates samples, the best K are trained")
+    parser.add_argument("--multi-trial-run", metavar="RUN_DIR",
+                        help="read the multi-trial search from this kept run instead of running one")
     parser.add_argument("--space", default=str(SPACE), help="the space (its search: section names the data)")
     parser.add_argument("--standalone", default=str(STANDALONE), help="the ground truth of bench_standalone")
     parser.add_argument("-o", "--out", default=str(OUT))
@@ -272,43 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         # the search uses the first listed mode and seed: choosing by tau would use the ground truth
         searched_row = result["ranking"][0]
         if not args.no_search:
-            if earlier:
-                keep = ("kernel_sharing", "supernet_train_s", "search_s", "total_s", "candidates", "trial",
-                        "val_acc_in_search", "counts", "graph_yaml")
-                oneshot = {k: earlier["search"]["oneshot"][k] for k in keep}
-            else:
-                folder = tmp / f"supernet_{searched_row['kernel_sharing']}_{searched_row['seed']}"
-                run, oneshot_wall = run_search(_search_command(
-                    tmp / "runs_oneshot", args.candidates, "supernet",
-                    ["--evaluator-option", f"checkpoint={folder}"]), None)
-                oneshot = {"kernel_sharing": searched_row["kernel_sharing"],
-                           "supernet_train_s": searched_row["wall_s"], "search_s": oneshot_wall,
-                           "total_s": searched_row["wall_s"] + oneshot_wall, "candidates": args.candidates,
-                           **best_of(run)}
-            oneshot = judge_best(oneshot, args.final_epochs, final_seeds, judge_seeds)
-            print(json.dumps(oneshot, indent=1, default=str))
-            started = datetime.now()
-            run, multi_wall = run_search(_search_command(tmp / "runs_multi", 100000, "train",
-                                                         ["--epochs", str(standalone_epochs())]),
-                                         oneshot["total_s"] * args.multi_trial_factor)
-            result["search"] = {"oneshot": oneshot}
-            searches = {"multi_trial_same_wall": best_within(run, started, oneshot["total_s"])}
-            if args.multi_trial_factor != 1:
-                searches[f"multi_trial_{args.multi_trial_factor:g}x_wall"] = {"search_s": multi_wall, **best_of(run)}
-            for name, multi in searches.items():
-                multi["epochs_per_trial"] = standalone_epochs()
-                if not multi["counts"].get("complete", 1):
-                    result["search"][name] = multi          # no trial had finished by then
-                    continue
-                multi = judge_best(multi, args.final_epochs, final_seeds, judge_seeds)
-                print(name, json.dumps(multi, indent=1, default=str))
-                result["search"][name] = multi
-                gaps = {"best_gap_points": 100 * (oneshot["best_standalone"]["val_acc_mean"]
-                                                  - multi["best_standalone"]["val_acc_mean"])}
-                if args.final_epochs:
-                    gaps["best_final_gap_points"] = 100 * (oneshot["best_final"]["val_acc_mean"]
-                                                           - multi["best_final"]["val_acc_mean"])
-                result["search"][f"gaps_vs_{name}"] = gaps
+            result["search"] = compare_searches(args, earlier, searched_row, tmp, final_seeds, judge_seeds)
     from nascore.io.atomic import atomic_write_text
 
     atomic_write_text(OUT, json.dumps(result, indent=1, default=str) + "\n")
