@@ -57,8 +57,8 @@ class TrainConfig:
     drop_path: float = setting(float, 0.0, "max drop-path rate; grows linearly over training (ScheduledDropPath)",
                                low=0, high=0.99)
     amp: bool = setting(bool, True, "mixed precision (CUDA only): bfloat16 where supported, else float16")
-    channels_last: bool = setting(bool, True, "channels-last memory format (CUDA and CPU: oneDNN's convolutions, "
-                                  "depthwise ones above all, run 1.1-2.3x faster per step on mbconv networks)")
+    channels_last: bool = setting(bool, True, "channels-last memory format (CUDA and CPU: on the CPU an epoch of an "
+                                  "mbconv network runs 1.2-1.7x faster; benchmarks/bench_memory_format.py)")
     seed: int = setting(int, 0, "seed of weights, shuffling, augmentation, drop path", low=0)
     device: str = setting(str, "auto", "auto, cpu, cuda, cuda:N or mps")
     grad_clip: float | None = setting(float, None, "clip the gradient norm to this (none: no clipping)", low=0)
