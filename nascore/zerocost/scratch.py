@@ -7,8 +7,9 @@ the original tensors, gradients, ``requires_grad`` flags and every module's trai
 proxy raises.
 
 The copies of 4-D tensors (convolution weights) are channels-last: on the CPU, oneDNN's depthwise-convolution
-backward is 1.35-1.65x faster that way for the gradient proxies on mbconv networks, and no proxy is slower
-(``benchmarks/bench_zerocost.py``; the scores agree to float32 rounding).
+backward is faster in that layout. With the single walk over the modules below, the gradient proxies score
+mbconv networks 1.1-1.4x faster on a quiet machine (``benchmarks/bench_zerocost.py``, BENCHMARKS.md), and the
+scores agree to float32 rounding.
 """
 
 from __future__ import annotations
