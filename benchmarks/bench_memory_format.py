@@ -22,11 +22,10 @@ SPACE = ROOT / "benchmarks" / "spaces" / "mbconv_scaled_digits.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.bench_standalone import load_standalone, train_config, train_one
+    from benchmarks.bench_standalone import load_standalone, space_splits, train_config, train_one
     from nascore.graph.core import Graph
     from nascore.io.atomic import atomic_write_text
     from nascore.nas.space import SearchSpace
-    from nascore.training.data import load_dataset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--architectures", type=int, default=6)
@@ -34,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--out", default=str(ROOT / "benchmarks" / "results" / "memory_format_cpu.json"))
     args = parser.parse_args(argv)
     space = SearchSpace.load(SPACE)
-    splits = load_dataset(space.settings["data"], None, **space.settings["data_params"])
+    splits = space_splits(space)
     rows = []
     for arch in load_standalone(STANDALONE)[:args.architectures]:
         graph = Graph.from_dict(arch["graph"])

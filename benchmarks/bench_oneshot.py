@@ -170,11 +170,10 @@ def standalone(graph, seeds: tuple[int, ...] = (0, 1000), epochs: int | None = N
 
 def space_data():
     """The data set of the benchmark's space (its ``search:`` section), as the searches read it."""
+    from benchmarks.bench_standalone import space_splits
     from nascore.nas.space import SearchSpace
-    from nascore.training.data import load_dataset
 
-    settings = SearchSpace.load(SPACE).settings
-    return load_dataset(settings.get("data", "digits"), None, **dict(settings.get("data_params") or {}))
+    return space_splits(SearchSpace.load(SPACE))
 
 
 def standalone_epochs() -> int:

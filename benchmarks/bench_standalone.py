@@ -167,16 +167,21 @@ def train_one(graph: Any, splits: Any, settings: Mapping[str, Any]) -> dict[str,
             "loss": float(history[-1]["loss"]), "val_history": vals, "train_seconds": seconds}
 
 
+def space_splits(space: Any) -> Any:
+    """The data set a space's ``search:`` section names (digits when it names none), as its searches load it."""
+    from nascore.training.data import load_dataset
+
+    return load_dataset(space.settings.get("data", "digits"), None, **dict(space.settings.get("data_params") or {}))
+
+
 _SPLITS: Any = None     # one data set per training process, loaded by its initialiser
 
 
 def _load_splits(space_path: str) -> None:
     global _SPLITS
     from nascore.nas.space import SearchSpace
-    from nascore.training.data import load_dataset
 
-    space = SearchSpace.load(space_path)
-    _SPLITS = load_dataset(space.settings.get("data", "digits"), None, **dict(space.settings.get("data_params") or {}))
+    _SPLITS = space_splits(SearchSpace.load(space_path))
 
 
 def _train_job(graph_doc: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
@@ -185,14 +190,11 @@ def _train_job(graph_doc: dict[str, Any], settings: dict[str, Any]) -> dict[str,
     return train_one(Graph.from_dict(graph_doc), _SPLITS, settings)
 
 
-def _train_all(picked: Sequence[Mapping[str, Any]], jobs: Sequence[tuple[int, int, int]], space_path: str,
-               epochs: int, overrides: Mapping[str, Any] | None, processes: int, splits: Any
+def _train_all(picked: Sequence[Mapping[str, Any]], jobs: Sequence[tuple[int, int, int]], space: Any,
+               space_path: str, epochs: int, overrides: Mapping[str, Any] | None, processes: int, splits: Any
                ) -> dict[tuple[int, int], dict[str, Any]]:
     """``{(architecture index, repeat): train_one result}`` for every job ``(index, repeat, seed)``; in this process
     or in ``processes`` spawned ones (a process pool of the standard library: the jobs share nothing)."""
-    from nascore.nas.space import SearchSpace
-
-    space = SearchSpace.load(space_path)
     graphs = {a["index"]: a["graph"] for a in picked}
     settings = {(i, r): train_config(space, epochs, s, overrides) for i, r, s in jobs}
     if processes <= 1:
@@ -313,19 +315,21 @@ def run(space_path: str = DEFAULT_SPACE, n: int = DEFAULT_N, epochs: int = DEFAU
     import torch
 
     from nascore.nas.space import SearchSpace
-    from nascore.training.data import load_dataset
 
     torch.set_num_threads(1)
     space = SearchSpace.load(space_path)
     data = space.settings.get("data", "digits")
     data_params = dict(space.settings.get("data_params") or {})
-    splits = load_dataset(data, None, **data_params)
+    splits = space_splits(space)
     start = time.perf_counter()
     picked = sample_architectures(space, n, seed, data_shape=splits)
     skipped = picked[0].pop("skipped")
     say(f"sampled {n} distinct architectures in {picked[-1]['step'] + 1} draws (skipped {skipped})")
-    jobs = [(arch["index"], r, seed + REPEAT_OFFSET * r + arch["index"]) for arch in picked for r in range(repeats)]
-    trained = _train_all(picked, jobs, space_path, epochs, overrides, processes, splits)
+    def seed_of(index: int, repeat: int) -> int:
+        return seed + REPEAT_OFFSET * repeat + index
+
+    jobs = [(arch["index"], r, seed_of(arch["index"], r)) for arch in picked for r in range(repeats)]
+    trained = _train_all(picked, jobs, space, space_path, epochs, overrides, processes, splits)
     archs = []
     for arch in picked:
         replay = space.fixed(arch["decisions"]).structural_hash()
@@ -333,14 +337,14 @@ def run(space_path: str = DEFAULT_SPACE, n: int = DEFAULT_N, epochs: int = DEFAU
             raise RuntimeError(f"architecture {arch['index']}: space.fixed(decisions) hashes {replay}, the sample "
                                f"{arch['hash']}; expected the same")
         result = trained[arch["index"], 0]
-        extra = [{"seed": seed + REPEAT_OFFSET * r + arch["index"],
+        extra = [{"seed": seed_of(arch["index"], r),
                   **{k: trained[arch["index"], r][k] for k in ("val_acc", "best_val_acc", "test_acc", "val_history",
                                                                "train_seconds")}}
                  for r in range(1, repeats)]
         runs = [result, *extra]
         record = {"index": arch["index"], "step": arch["step"], "hash": arch["hash"],
                   "decisions": arch["decisions"], "params": arch["params"], "macs": arch["macs"],
-                  "seed": seed + arch["index"], **result,
+                  "seed": seed_of(arch["index"], 0), **result,
                   "val_acc_mean": statistics.fmean(x["val_acc"] for x in runs),
                   "test_acc_mean": statistics.fmean(x["test_acc"] for x in runs),
                   "repeats": extra, "graph": arch["graph"].to_dict()}
@@ -389,12 +393,10 @@ def pilot(space_path: str, k: int, epoch_list: Sequence[int], seed: int, overrid
     import torch
 
     from nascore.nas.space import SearchSpace
-    from nascore.training.data import load_dataset
 
     torch.set_num_threads(1)
     space = SearchSpace.load(space_path)
-    splits = load_dataset(space.settings.get("data", "digits"), None,
-                          **dict(space.settings.get("data_params") or {}))
+    splits = space_splits(space)
     picked = sample_architectures(space, k, seed, data_shape=splits)
     report = {}
     for epochs in epoch_list:

@@ -103,10 +103,7 @@ class Search:
 
         # an unknown evaluator, a bad option or one that does not fit the space fails here, not in every worker
         evaluator = EVALUATORS.get(self.config.evaluator)
-        options = evaluator.resolve(self.config.evaluator_options)
-        if evaluator.check is not None:
-            with plugin_code("its check", EvaluatorError, where=f"evaluator {evaluator.name!r}"):
-                evaluator.check(options, self.space)
+        self._check_fits(evaluator, evaluator.resolve(self.config.evaluator_options))
         unserved = [o for o in self.config.objectives
                     if evaluator.objectives is not None and o not in evaluator.objectives]
         if unserved:
@@ -194,10 +191,14 @@ class Search:
             self._warm_options = spec.resolve(self.config.warm_start_options)
         except EvaluatorError as err:
             raise ParamError(err.message, where=f"search: parameter 'warm_start_options': {err.where}") from None
+        self._check_fits(spec, self._warm_options)
+        return spec
+
+    def _check_fits(self, spec: Any, options: dict[str, Any]) -> None:
+        """The evaluator's own check that it can serve this space with these options (a supernet trained on it)."""
         if spec.check is not None:
             with plugin_code("its check", EvaluatorError, where=f"evaluator {spec.name!r}"):
-                spec.check(self._warm_options, self.space)
-        return spec
+                spec.check(options, self.space)
 
     def _warm_start(self, spec: Any, splits: Any) -> None:
         """Ask ``warm_start_candidates`` trials, score each with the proxy ``spec`` in this process, tell all but the
