@@ -29,6 +29,7 @@ seconds) and :mod:`nascore.nas.pool` owns the worker actors. :class:`Search` her
 
 from __future__ import annotations
 
+import bisect
 import math
 import reprlib
 import signal
@@ -201,12 +202,10 @@ class Search:
                 spec.check(options, self.space)
 
     def _warm_start(self, spec: Any, splits: Any) -> None:
-        """Ask ``warm_start_candidates`` trials, score each with the proxy ``spec`` in this process, tell all but the
-        best ``warm_start_top`` as scored only (FAIL, kind ``scored``), and queue the best to train. Done once per
-        run: the study's ``warm_start`` attribute records it, and a resume skips it (the queued trials it left
-        running are run again by the recovery, like any interrupted trial)."""
-        import optuna
-
+        """Ask ``warm_start_candidates`` trials, score each with the proxy ``spec`` in this process, tell each as
+        scored only (FAIL, kind ``scored``) once it falls out of the best ``warm_start_top``, and queue the best to
+        train. Done once per run: the study's ``warm_start`` attribute records it, and a resume skips it (the queued
+        trials it left running are run again by the recovery, like any interrupted trial)."""
         from nascore.nas.strategies import exhausted
 
         done = self.study.user_attrs.get("warm_start")
@@ -215,10 +214,13 @@ class Search:
         config = self.config
         wanted, top = config.warm_start_candidates, config.warm_start_top
         started = time.perf_counter()
-        scored: list[tuple[float | None, Any, tuple[Any, Any, str]]] = []
+        # only the best `top` so far stay RUNNING: a candidate is told scored-only the moment it drops out, since
+        # Optuna's cached storage re-reads every RUNNING trial on each ask (all M kept open made the phase quadratic)
+        leaders: list[tuple[float, int, Any, tuple[Any, Any, str]]] = []   # (-score, number, trial, prepared)
+        scored = 0
         seen: dict[str, int] = {}
         misses = Budget(wanted)
-        while len(scored) < wanted:
+        while scored < wanted:
             if exhausted(self.study.sampler, self.study):
                 self.say("the strategy has no more architectures to propose")
                 break
@@ -231,31 +233,42 @@ class Search:
             if prepared is None:
                 if misses.missed():
                     self.say(f"warm start: {misses.miss_limit} samples in a row were invalid, rejected or "
-                             f"duplicates; going on with {len(scored)}")
+                             f"duplicates; going on with {scored}")
                     break
                 continue
             misses.launched()
             seen[prepared[2]] = trial.number
             value = self._proxy_score(spec, trial, prepared[0], splits)
-            scored.append((value, trial, prepared))
-        ranked = sorted(scored, key=lambda s: (s[0] is None, -(s[0] or 0.0), s[1].number))
-        winners = [s for s in ranked[:top] if s[0] is not None]
-        for value, trial, _ in ranked[len(winners):]:
-            trial.set_user_attr("kind", Kind.SCORED.value)
-            trial.set_user_attr("reason", trial.user_attrs.get("reason") or
-                                f"scored only: {spec.name} {value:.4g} not in the top {top} of {len(scored)}")
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        for _, trial, prepared in winners:
+            scored += 1
+            if value is None:                 # the proxy could not score it: its reason is set already
+                self._score_only(trial, "")
+                continue
+            bisect.insort(leaders, (-value, trial.number, trial, prepared), key=lambda entry: entry[:2])
+            if len(leaders) > top:
+                dropped, _, trial, _ = leaders.pop()
+                self._score_only(trial, f"scored only: {spec.name} {-dropped:.4g} not in the top {top} of the "
+                                        f"first {scored} scored")
+        winners = [(trial, prepared) for _, _, trial, prepared in leaders]
+        for trial, prepared in winners:
             trial.set_user_attr("kind", Kind.TRAINED.value)   # so a resume runs it again if it never finished
             self.book.start(prepared[2], trial.number)        # a later sample of it waits for its result
             self._queued.append((trial, *prepared))
-        numbers = [t.number for _, t, _ in winners]
-        self.study.set_user_attr("warm_start", {"done": True, "proxy": spec.name, "scored": len(scored),
+        numbers = [trial.number for trial, _ in winners]
+        self.study.set_user_attr("warm_start", {"done": True, "proxy": spec.name, "scored": scored,
                                                 "top": numbers})
         self._dirty = True
-        self.say(f"warm start: scored {len(scored)} candidates with {spec.name} in "
+        self.say(f"warm start: scored {scored} candidates with {spec.name} in "
                  f"{time.perf_counter() - started:.1f} s; training the best {len(numbers)} (trials "
                  f"{', '.join(map(str, numbers)) or 'none'})")
+
+    def _score_only(self, trial: Any, reason: str) -> None:
+        """Tell a warm-start candidate that will not be trained: FAIL of kind ``scored``, so no strategy learns from
+        it and none makes it the best; a reason set already (the proxy failed) is kept."""
+        import optuna
+
+        trial.set_user_attr("kind", Kind.SCORED.value)
+        trial.set_user_attr("reason", trial.user_attrs.get("reason") or reason)
+        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
     def _proxy_score(self, spec: Any, trial: Any, graph: Any, splits: Any) -> float | None:
         """The proxy's score of ``graph`` built as its trial would train it (same seed, so the same initial
