@@ -12,10 +12,11 @@ are trained once and the others take its result. A failure of any kind (invalid 
 a worker process dying) is recorded with its reason and the search goes on.
 
 Warm start (``warm_start_proxy``, ``warm_start_candidates`` M, ``warm_start_top`` k): before any training the
-driver asks M trials, scores each sampled architecture with a zero-cost proxy in this process (milliseconds each,
-with the initial weights its trial would train from), trains the best k as ordinary trials (they count towards
-``trials``; a larger budget goes on with the strategy afterwards) and tells the others as FAIL of kind ``scored``,
-so no strategy learns from them and none becomes the best. Every scored trial keeps its score as the user
+driver asks M trials and the workers score each sampled architecture with an evaluator that trains nothing (a
+zero-cost proxy on the initial weights its trial would train from, or the supernet's inherited weights), the best
+k are trained as ordinary trials (they count towards ``trials``; a larger budget goes on with the strategy
+afterwards) and the others are told as FAIL of kind ``scored`` as soon as they fall out of the best k, so no
+strategy learns from them and none becomes the best. Every scored trial keeps its score as the user
 attributes ``proxy`` and ``proxy_name``; the study's ``warm_start`` attribute marks the phase done, so a resume
 skips it.
 
@@ -115,6 +116,7 @@ class Search:
         splits = load_dataset(self.config.data, self.config.data_root, **self.config.data_params)
         self.data_shape = SimpleNamespace(name=self.config.data, input_shape=tuple(splits.input_shape),
                                           num_classes=splits.num_classes)
+        del splits                 # the workers load their own; only its shape is needed here
         self.run_dir.lock()
         self.run_dir.remove_leftovers()
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -130,8 +132,7 @@ class Search:
                      f"{', '.join(self.config.objectives)}")
             self.tracker = open_tracker(self.config.tensorboard, self.run_dir.path / "tensorboard", self.say)
             if warm is not None:
-                self._warm_start(warm, splits)
-            del splits
+                self._warm_start(warm)
             self._loop()
             self._write_summary("finished")
             self.say(self._status_line(final=True))
@@ -201,18 +202,18 @@ class Search:
             with plugin_code("its check", EvaluatorError, where=f"evaluator {spec.name!r}"):
                 spec.check(options, self.space)
 
-    def _warm_start(self, spec: Any, splits: Any) -> None:
-        """Ask ``warm_start_candidates`` trials, score each with the proxy ``spec`` in this process, tell each as
-        scored only (FAIL, kind ``scored``) once it falls out of the best ``warm_start_top``, and queue the best to
-        train. Done once per run: the study's ``warm_start`` attribute records it, and a resume skips it (the queued
-        trials it left running are run again by the recovery, like any interrupted trial)."""
+    def _warm_start(self, spec: Any) -> None:
+        """Ask ``warm_start_candidates`` trials and have the workers score each with ``spec`` (an evaluator that
+        trains nothing); tell each as scored only (FAIL, kind ``scored``) once it falls out of the best
+        ``warm_start_top``, and queue the best to train. Done once per run: the study's ``warm_start`` attribute
+        records it, and a resume skips it (the queued trials it left running are run again by the recovery, like
+        any interrupted trial; candidates still being scored become interrupted)."""
         from nascore.nas.strategies import exhausted
 
         done = self.study.user_attrs.get("warm_start")
         if isinstance(done, dict) and done.get("done"):
             return
-        config = self.config
-        wanted, top = config.warm_start_candidates, config.warm_start_top
+        wanted, top = self.config.warm_start_candidates, self.config.warm_start_top
         started = time.perf_counter()
         # only the best `top` so far stay RUNNING: a candidate is told scored-only the moment it drops out, since
         # Optuna's cached storage re-reads every RUNNING trial on each ask (all M kept open made the phase quadratic)
@@ -220,27 +221,33 @@ class Search:
         scored = 0
         seen: dict[str, int] = {}
         misses = Budget(wanted)
-        while scored < wanted:
-            if exhausted(self.study.sampler, self.study):
-                self.say("the strategy has no more architectures to propose")
-                break
-            trial = self._ask()
-            prepared = self._prepare(trial)
-            if prepared is not None and prepared[2] in seen:
-                trial.set_user_attr("duplicate_of", seen[prepared[2]])
-                self._end_early(trial, Kind.DUPLICATE, f"same architecture as trial {seen[prepared[2]]}, scored once")
-                prepared = None
-            if prepared is None:
-                if misses.missed():
-                    self.say(f"warm start: {misses.miss_limit} samples in a row were invalid, rejected or "
-                             f"duplicates; going on with {scored}")
+        sampling = True
+        while True:
+            while sampling and scored + len(self.pool.busy()) < wanted:
+                free = self.pool.idle_slot()
+                if free is None:
                     break
+                if exhausted(self.study.sampler, self.study):
+                    sampling = False
+                    self.say("the strategy has no more architectures to propose")
+                    break
+                candidate = self._candidate(seen)
+                if candidate is None:
+                    if misses.missed():
+                        sampling = False
+                        self.say(f"warm start: {misses.miss_limit} samples in a row were invalid, rejected or "
+                                 f"duplicates; going on with {scored + len(self.pool.busy())}")
+                    continue
+                misses.launched()
+                self._score(free, spec, *candidate)
+            if not self.pool.busy() and not (sampling and scored < wanted and self.pool.placing()):
+                break
+            slot = self.pool.wait()    # None: a worker started, and scores a candidate next time round
+            if slot is None:
                 continue
-            misses.launched()
-            seen[prepared[2]] = trial.number
-            value = self._proxy_score(spec, trial, prepared[0], splits)
+            trial, prepared, value = self._scored(slot, spec)
             scored += 1
-            if value is None:                 # the proxy could not score it: its reason is set already
+            if value is None:          # the evaluator could not score it: its reason is set already
                 self._score_only(trial, "")
                 continue
             bisect.insort(leaders, (-value, trial.number, trial, prepared), key=lambda entry: entry[:2])
@@ -261,6 +268,43 @@ class Search:
                  f"{time.perf_counter() - started:.1f} s; training the best {len(numbers)} (trials "
                  f"{', '.join(map(str, numbers)) or 'none'})")
 
+    def _candidate(self, seen: dict[str, int]) -> tuple[Any, tuple[Any, Any, str]] | None:
+        """A new warm-start candidate: its trial and ``(graph, analysis, hash)``; None when the sample ended early
+        (invalid, rejected, or the same architecture as a candidate already scored)."""
+        trial = self._ask()
+        prepared = self._prepare(trial)
+        if prepared is None:
+            return None
+        if prepared[2] in seen:
+            trial.set_user_attr("duplicate_of", seen[prepared[2]])
+            self._end_early(trial, Kind.DUPLICATE, f"same architecture as trial {seen[prepared[2]]}, scored once")
+            return None
+        seen[prepared[2]] = trial.number
+        return trial, prepared
+
+    def _score(self, slot: Slot, spec: Any, trial: Any, prepared: tuple[Any, Any, str]) -> None:
+        """Have ``slot``'s worker score ``trial``'s architecture with ``spec``, built as the trial would train it
+        (same seed, so the same initial weights)."""
+        trial.set_user_attr("proxy_name", spec.name)
+        train = {"seed": self.config.seed + trial.number, **self.config.train, "epochs": self.epochs}
+        job = _Job(trial, info={"prepared": prepared}, started=time.perf_counter())
+        self.pool.score(slot, job, prepared[0].to_dict(), train, spec.name, self._warm_options)
+
+    def _scored(self, slot: Slot, spec: Any) -> tuple[Any, tuple[Any, Any, str], float | None]:
+        """A worker's score, recorded as its trial's ``proxy``; None (and the trial's ``reason``) when the evaluator
+        could not score it or the worker failed (a dead worker is replaced by the pool)."""
+        job = slot.job
+        try:
+            result = self.pool.result(slot)
+        except StepFailed as failure:
+            result = {"reason": failure.reason}
+        self.pool.release(slot)
+        if "score" not in result:
+            job.trial.set_user_attr("reason", f"scored only: the {spec.name} proxy failed: {result['reason']}")
+            return job.trial, job.info["prepared"], None
+        job.trial.set_user_attr("proxy", result["score"])
+        return job.trial, job.info["prepared"], result["score"]
+
     def _score_only(self, trial: Any, reason: str) -> None:
         """Tell a warm-start candidate that will not be trained: FAIL of kind ``scored``, so no strategy learns from
         it and none makes it the best; a reason set already (the proxy failed) is kept."""
@@ -269,31 +313,6 @@ class Search:
         trial.set_user_attr("kind", Kind.SCORED.value)
         trial.set_user_attr("reason", trial.user_attrs.get("reason") or reason)
         self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-
-    def _proxy_score(self, spec: Any, trial: Any, graph: Any, splits: Any) -> float | None:
-        """The proxy's score of ``graph`` built as its trial would train it (same seed, so the same initial
-        weights), recorded as the trial's ``proxy`` and ``proxy_name``; None (and a ``reason``) when the proxy
-        cannot score it."""
-        import torch
-
-        from nascore.nas.evaluators import Candidate, make_evaluator
-        from nascore.training.trainer import Resize, TrainConfig
-
-        train = {"seed": self.config.seed + trial.number, **self.config.train, "epochs": self.epochs}
-        trial.set_user_attr("proxy_name", spec.name)
-        try:
-            torch.manual_seed(int(train["seed"]))
-            model = graph.build()
-            if tuple(graph.input_shape[1:]) != tuple(splits.input_shape[1:]):
-                model = Resize(model, tuple(graph.input_shape[1:]))
-            candidate = Candidate(model, graph, splits, TrainConfig.from_dict(train, "train"), torch.device("cpu"),
-                                  self._warm_options)
-            value = float(make_evaluator(spec.name, candidate).train_epoch()["val_acc"])
-        except NascoreError as err:   # TrialFailed (a NaN score) among them
-            trial.set_user_attr("reason", f"scored only: the {spec.name} proxy failed: {err}")
-            return None
-        trial.set_user_attr("proxy", value)
-        return value
 
     def _loop(self) -> None:
         """Keep every free slot busy while the budget lasts; advance whichever slot's step is done."""

@@ -29,6 +29,7 @@ class SlotState(Enum):
     STARTING = "starting"    # building the model and measuring its latency
     TRAINING = "training"    # training one epoch
     FINISHING = "finishing"  # testing, and handing back the weights
+    SCORING = "scoring"      # a warm start's score, by an evaluator that trains nothing
 
 
 @dataclass
@@ -162,6 +163,12 @@ class ActorPool:
         slot.job = job
         self._submit(slot, SlotState.STARTING, slot.actor.start.remote(graph_doc, train, max_latency_ms,
                                                                         precise_latency))
+
+    def score(self, slot: Slot, job: Any, graph_doc: dict[str, Any], train: dict[str, Any], evaluator: str,
+              options: dict[str, Any]) -> None:
+        """Give ``job`` to the idle ``slot`` to be scored by ``evaluator`` (``TrialWorker.score``)."""
+        slot.job = job
+        self._submit(slot, SlotState.SCORING, slot.actor.score.remote(graph_doc, train, evaluator, options))
 
     def train_epoch(self, slot: Slot) -> None:
         self._submit(slot, SlotState.TRAINING, slot.actor.epoch.remote())

@@ -56,12 +56,7 @@ class TrialWorker:
         self.started = time.perf_counter()
         graph = graph_from_dict(graph_doc, "trial graph")
         check_estimates(graph)   # a plugin whose infer lies fails the trial here, named (cached per block use)
-        torch.manual_seed(int(train.get("seed", 0)))
-        model = graph.build(drop_path_rate=train.get("drop_path") or None)  # ScheduledDropPath grows it in training
-        data_side = tuple(self.splits.input_shape[1:])
-        if tuple(graph.input_shape[1:]) != data_side:
-            model = Resize(model, tuple(graph.input_shape[1:]))
-        model.to(self.device)
+        model = self._build(graph, train, train.get("drop_path") or None)   # ScheduledDropPath grows it in training
         precise = precise_latency or max_latency_ms is not None
         latency = measure_latency(model, self.splits.input_shape, self.device, repeats=20 if precise else 7,
                                   warmup=5 if precise else 2) * 1e3
@@ -73,6 +68,33 @@ class TrialWorker:
                               self.evaluator_options)
         self.trainer = make_evaluator(self.evaluator, candidate)
         return info
+
+    def score(self, graph_doc: dict[str, Any], train: dict[str, Any], evaluator: str,
+              options: dict[str, Any]) -> dict[str, Any]:
+        """A warm start's score: ``evaluator`` (one that trains nothing: a zero-cost proxy, the supernet) run once on
+        the graph built as its trial would train it (same seed, so the same initial weights). ``{"score": value}``,
+        or ``{"reason": why}`` when the evaluator cannot score it (a NaN score, a graph it does not fit)."""
+        from nascore.errors import NascoreError
+        from nascore.graph.document import graph_from_dict
+        from nascore.nas.evaluators import Candidate, make_evaluator
+        from nascore.training.trainer import TrainConfig
+
+        graph = graph_from_dict(graph_doc, "trial graph")
+        try:
+            model = self._build(graph, train, None)
+            candidate = Candidate(model, graph, self.splits, TrainConfig.from_dict(train, "train"), self.device,
+                                  options)
+            return {"score": float(make_evaluator(evaluator, candidate).train_epoch()["val_acc"])}
+        except NascoreError as err:   # TrialFailed (a NaN score) among them
+            return {"reason": str(err)}
+
+    def _build(self, graph: Any, train: dict[str, Any], drop_path_rate: float | None) -> torch.nn.Module:
+        """``graph``'s module with the trial's seed, resized to the graph's input side, on this worker's device."""
+        torch.manual_seed(int(train.get("seed", 0)))
+        model = graph.build(drop_path_rate=drop_path_rate)
+        if tuple(graph.input_shape[1:]) != tuple(self.splits.input_shape[1:]):
+            model = Resize(model, tuple(graph.input_shape[1:]))
+        return model.to(self.device)
 
     def epoch(self) -> dict[str, Any]:
         """Train one epoch; returns its metrics (``val_acc`` among them)."""

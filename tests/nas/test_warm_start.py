@@ -121,3 +121,33 @@ def test_warm_start_trains_exactly_the_best_k_and_records_the_rest_as_scored(loc
     assert [t.number for t in after if t.user_attrs.get("kind") == "scored"] == [t.number for t in scored]
     assert sum(t.user_attrs.get("kind") == "trained" for t in after) == 3
     assert sum("proxy" in t.user_attrs for t in after) == 6
+
+
+def test_a_worker_scores_a_candidate_as_its_trial_would_train_it_and_names_what_it_cannot_score():
+    """The warm start's scores come from the workers: the graph built with the trial's seed (so a proxy sees the
+    weights the trial would train from); a candidate the evaluator cannot score comes back with the reason."""
+    import torch
+
+    from nascore.graph.core import Graph
+    from nascore.nas.evaluators import EVALUATORS
+    from nascore.nas.worker import TrialWorker
+    from nascore.zerocost import draw_batches, score
+
+    options = EVALUATORS.get("naswot").resolve({})
+    worker = TrialWorker("digits", None, {}, threads=1, device="cpu")
+    doc = {"input": [1, 8, 8], "nodes": [
+        {"name": "stem", "block": "conv_bn_act", "out": 8},
+        {"name": "block", "block": "mbconv", "out": 8, "expand": 3},
+        {"name": "gap", "block": "global_avg_pool"}, {"name": "fc", "block": "linear", "out": 10}]}
+    train = {"seed": 7, **FAST, "epochs": 1}
+    first, again = (worker.score(doc, train, "naswot", options) for _ in range(2))
+    torch.manual_seed(7)
+    graph = Graph.from_dict(doc)
+    expected = score("naswot", graph.build(), draw_batches(worker.splits, 64, 1, seed=0), graph)
+    assert first == again == {"score": pytest.approx(expected, rel=1e-6)}
+    assert worker.score(doc, {**train, "seed": 8}, "naswot", options) != first       # other weights, other codes
+
+    no_rectifier = {"input": [1, 8, 8], "nodes": [{"name": "gap", "block": "global_avg_pool"},
+                                                  {"name": "fc", "block": "linear", "out": 10}]}
+    result = worker.score(no_rectifier, train, "naswot", options)
+    assert set(result) == {"reason"} and "rectifier" in result["reason"], result
