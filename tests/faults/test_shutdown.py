@@ -163,3 +163,56 @@ def test_two_ctrl_c_close_together_during_a_real_search(tmp_path, gap):
         if (run / "trials" / f"{t.number:05d}" / "graph.yaml").exists():   # it was training: queued again
             queued = [u for u in trials if u.user_attrs.get("retry_of") == t.number]
             assert [u.params or u.system_attrs.get("fixed_params") for u in queued] == [t.params]
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_warm_start_keeps_its_scores_and_a_resume_completes_it(tmp_path, local_ray):
+    """Ctrl-C while the workers score warm-start candidates: the search exits with summary.json saying interrupted,
+    no trial left RUNNING and every score taken so far kept on its trial; a resume runs the warm start to its end
+    and trains exactly the budget, the first attempt's records untouched."""
+    from nascore.nas.driver import search
+
+    space = tmp_path / "twice.yaml"
+    space.write_text(SPACE)
+    runs = tmp_path / "runs"
+    log = tmp_path / "driver.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", UNDER_A_TERMINAL, "search", str(space), "--runs", str(runs),
+                                 "--trials", "2", "--epochs", "1", "--workers", "2", "--no-tensorboard",
+                                 "--warm-start", "naswot", "--warm-start-candidates", "200", "--warm-start-top", "2"],
+                                env=_env(), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and proc.poll() is None:      # until the workers have scored a few
+            dbs = list(runs.glob("*/study.db")) if runs.exists() else []
+            try:
+                if dbs and sum("proxy" in t.user_attrs for t in _states(dbs[0].parent)) >= 3:
+                    break
+            except Exception:  # noqa: BLE001 - the study is still being created
+                pass
+            time.sleep(0.2)
+        assert proc.poll() is None, log.read_text()[-3000:]
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    run = next(p for p in runs.iterdir() if not p.name.startswith("."))
+    text = log.read_text()
+    assert proc.returncode != 0 and "warm start: scored" not in text, text[-3000:]
+    assert json.loads((run / "summary.json").read_text())["state"] == "interrupted"
+    first = _states(run)
+    assert not [t.number for t in first if t.state == optuna.trial.TrialState.RUNNING], text[-3000:]
+    scores = {t.number: t.user_attrs["proxy"] for t in first if "proxy" in t.user_attrs}
+    assert len(scores) >= 3 and not any(t.user_attrs.get("kind") == "trained" for t in first)
+
+    search(resume=run, progress=None)
+    after = RunDir.open(run).load_study()
+    trials = after.get_trials(deepcopy=False)
+    assert after.user_attrs["warm_start"]["done"] and after.user_attrs["warm_start"]["scored"] == 200
+    assert {t.number: t.user_attrs["proxy"] for t in trials[:len(first)] if "proxy" in t.user_attrs} == scores
+    trained = [t for t in trials if t.user_attrs.get("kind") == "trained"]
+    assert len(trained) == 2 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trained)
+    assert all(t.number >= len(first) for t in trained)    # chosen by the resumed warm start
+    assert not [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING]
