@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -84,6 +86,21 @@ def _env() -> dict[str, str]:
                 RAY_AUTH_MODE="disabled")
 
 
+@contextmanager
+def _search_child(args: list[str], log: Path) -> Iterator[subprocess.Popen]:
+    """``nascore search ARGS`` in a child process group, as under a terminal, its output in ``log``; killed with
+    its group if still running when the block ends."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", UNDER_A_TERMINAL, "search", *args], env=_env(), cwd=ROOT,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def _states(run: Path) -> list[optuna.trial.FrozenTrial]:
     return RunDir.open(run).load_study().get_trials(deepcopy=False)
 
@@ -130,11 +147,8 @@ def test_two_ctrl_c_close_together_during_a_real_search(tmp_path, gap):
     space.write_text(SPACE)
     runs = tmp_path / "runs"
     log = tmp_path / "driver.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", UNDER_A_TERMINAL, "search", str(space), "--runs", str(runs),
-                                 "--trials", "6", "--epochs", "30", "--workers", "2", "--no-tensorboard"],
-                                env=_env(), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    with _search_child([str(space), "--runs", str(runs), "--trials", "6", "--epochs", "30", "--workers", "2",
+                        "--no-tensorboard"], log) as proc:
         deadline = time.time() + 180
         while time.time() < deadline and proc.poll() is None:
             if runs.exists() and list(runs.glob("*/trials/*/graph.yaml")):
@@ -146,10 +160,6 @@ def test_two_ctrl_c_close_together_during_a_real_search(tmp_path, gap):
         time.sleep(gap)
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     run = next(p for p in runs.iterdir() if not p.name.startswith("."))
     text = log.read_text()
     assert proc.returncode != 0, text[-3000:]
@@ -176,12 +186,9 @@ def test_ctrl_c_during_a_warm_start_keeps_its_scores_and_a_resume_completes_it(t
     space.write_text(SPACE)
     runs = tmp_path / "runs"
     log = tmp_path / "driver.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", UNDER_A_TERMINAL, "search", str(space), "--runs", str(runs),
-                                 "--trials", "2", "--epochs", "1", "--workers", "2", "--no-tensorboard",
-                                 "--warm-start", "naswot", "--warm-start-candidates", "200", "--warm-start-top", "2"],
-                                env=_env(), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    with _search_child([str(space), "--runs", str(runs), "--trials", "2", "--epochs", "1", "--workers", "2",
+                        "--no-tensorboard", "--warm-start", "naswot", "--warm-start-candidates", "200",
+                        "--warm-start-top", "2"], log) as proc:
         deadline = time.time() + 180
         while time.time() < deadline and proc.poll() is None:      # until the workers have scored a few
             dbs = list(runs.glob("*/study.db")) if runs.exists() else []
@@ -194,10 +201,6 @@ def test_ctrl_c_during_a_warm_start_keeps_its_scores_and_a_resume_completes_it(t
         assert proc.poll() is None, log.read_text()[-3000:]
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     run = next(p for p in runs.iterdir() if not p.name.startswith("."))
     text = log.read_text()
     assert proc.returncode != 0 and "warm start: scored" not in text, text[-3000:]
