@@ -72,6 +72,7 @@ class _Job:
     started: float
     info: dict[str, Any]         # params, macs, hash; latency_ms and device once the worker started it
     epoch: int = 0
+    prepared: tuple[Any, Any, str] | None = None   # a warm-start candidate's (graph, analysis, hash) while scored
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -287,7 +288,7 @@ class Search:
         (same seed, so the same initial weights)."""
         trial.set_user_attr("proxy_name", spec.name)
         train = {"seed": self.config.seed + trial.number, **self.config.train, "epochs": self.epochs}
-        job = _Job(trial, info={"prepared": prepared}, started=time.perf_counter())
+        job = _Job(trial, info={}, started=time.perf_counter(), prepared=prepared)
         self.pool.score(slot, job, prepared[0].to_dict(), train, spec.name, self._warm_options)
 
     def _scored(self, slot: Slot, spec: Any) -> tuple[Any, tuple[Any, Any, str], float | None]:
@@ -301,9 +302,9 @@ class Search:
         self.pool.release(slot)
         if "score" not in result:
             job.trial.set_user_attr("reason", f"scored only: the {spec.name} proxy failed: {result['reason']}")
-            return job.trial, job.info["prepared"], None
+            return job.trial, job.prepared, None
         job.trial.set_user_attr("proxy", result["score"])
-        return job.trial, job.info["prepared"], result["score"]
+        return job.trial, job.prepared, result["score"]
 
     def _score_only(self, trial: Any, reason: str) -> None:
         """Tell a warm-start candidate that will not be trained: FAIL of kind ``scored``, so no strategy learns from
